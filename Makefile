@@ -1,0 +1,42 @@
+# One command per habit: make run, make test, make lint, make bench.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint format bench clean setup
+
+$(STAMP): requirements.txt requirements-dev.txt trainer_image/pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+## run: set up, then serve the dashboard on 127.0.0.1:8000 with the worker beside it (Ctrl-C stops both)
+run: $(STAMP)
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py demo
+	$(BIN)/python manage.py collectstatic --noinput -v0
+	@trap 'kill 0' INT TERM EXIT; \
+	  $(BIN)/python manage.py run_worker & \
+	  $(BIN)/python manage.py runserver --noreload 127.0.0.1:8000
+
+## test: set up, then run the whole suite (SQLite, or PostgreSQL when DATABASE_URL is set)
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -1,0 +1,172 @@
+"""Railyard's only settings module; every deployment difference is an environment variable."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from railyard_site.env import (
+    database_from_url,
+    env_bool,
+    env_int,
+    env_list,
+    env_str,
+    sqlite_database,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("RAILYARD_VAR_DIR", str(BASE_DIR / "var"))).absolute()
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env_str("SECRET_KEY", "railyard-insecure-development-key" if DEBUG else "")
+if not SECRET_KEY:
+    # A laptop run without configuration still starts; a deployment must set SECRET_KEY.
+    SECRET_KEY = "railyard-insecure-development-key"
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "django_q",
+    "training",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "railyard_site.urls"
+WSGI_APPLICATION = "railyard_site.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASE_URL = env_str("DATABASE_URL")
+DATABASES = {
+    "default": database_from_url(DATABASE_URL) if DATABASE_URL else sqlite_database(VAR_DIR / "railyard.sqlite3")
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "runs"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = VAR_DIR / "static"
+
+# A request body past this size is refused before it is parsed.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("RAILYARD_MAX_REQUEST_BYTES", 256 * 1024, minimum=1024)
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "training.api.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Railyard API",
+    "DESCRIPTION": "Submit training requests, follow runs, fetch evaluations and artifacts.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+Q_CLUSTER = {
+    "name": "railyard",
+    "orm": "default",
+    "workers": env_int("RAILYARD_WORKER_PROCESSES", 2, minimum=1),
+    "timeout": 600,
+    "retry": 900,
+    "poll": 0.5,
+    "max_attempts": 1,
+    "catch_up": False,
+    "sync": env_bool("RAILYARD_SYNC_TASKS", False),
+}
+
+RAILYARD = {
+    # "local" runs the trainer as subprocesses on this machine.
+    "EXECUTOR": env_str("RAILYARD_EXECUTOR", "local"),
+    # Every run's artifacts go under <store>/runs/<run id>/.
+    "ARTIFACT_STORE": env_str("RAILYARD_ARTIFACT_STORE", "file://" + str(VAR_DIR / "artifacts")),
+    # Relative `file` source paths are resolved against this directory.
+    "DATA_DIR": Path(env_str("RAILYARD_DATA_DIR", str(VAR_DIR / "data"))).absolute(),
+    "WORK_DIR": Path(env_str("RAILYARD_WORK_DIR", str(VAR_DIR / "work"))).absolute(),
+    "LOCAL_CONCURRENCY": env_int("RAILYARD_LOCAL_CONCURRENCY", 2, minimum=1),
+    "RECONCILE_INTERVAL_SECONDS": env_int("RAILYARD_RECONCILE_INTERVAL", 2, minimum=1),
+    "RUN_TIMEOUT_SECONDS": env_int("RAILYARD_RUN_TIMEOUT", 6 * 3600, minimum=60),
+    "TRAINER_COMMAND": [sys.executable, "-m", "railyard_trainer"],
+    "COMPUTE_RESOURCES": {
+        "cpu": {
+            "description": "General-purpose CPU node.",
+            "requests": {"cpu": "2", "memory": "4Gi"},
+            "limits": {"cpu": "4", "memory": "8Gi"},
+            "node_selector": {},
+            "tolerations": [],
+        },
+        "highmem": {
+            "description": "Memory-optimised node for large datasets.",
+            "requests": {"cpu": "4", "memory": "32Gi"},
+            "limits": {"cpu": "8", "memory": "64Gi"},
+            "node_selector": {"railyard.dev/pool": "highmem"},
+            "tolerations": [
+                {"key": "railyard.dev/pool", "operator": "Equal", "value": "highmem", "effect": "NoSchedule"}
+            ],
+        },
+        "gpu": {
+            "description": "One NVIDIA GPU.",
+            "requests": {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "1"},
+            "limits": {"cpu": "8", "memory": "32Gi", "nvidia.com/gpu": "1"},
+            "node_selector": {"railyard.dev/pool": "gpu"},
+            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        },
+    },
+    "DEFAULT_COMPUTE_RESOURCE": "cpu",
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

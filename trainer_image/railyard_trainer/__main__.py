@@ -1,0 +1,3 @@
+from railyard_trainer.cli import main
+
+raise SystemExit(main())

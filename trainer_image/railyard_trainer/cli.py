@@ -1,0 +1,59 @@
+"""`python -m railyard_trainer train --spec SPEC.json --out URI` and `... workflows`.
+
+Exit codes: 0 success, 65 the spec or data cannot train (the message says why), 70 a crash.
+On failure `error.json` is written to the store when it can be, so the reason outlives the log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from pathlib import Path
+
+from railyard_trainer.errors import EXIT_BAD_DATA, EXIT_CRASH, EXIT_OK, BadDataError
+from railyard_trainer.stages import log
+from railyard_trainer.storage import open_store
+
+
+def _train(args: argparse.Namespace) -> int:
+    from railyard_trainer.train import run
+
+    store = open_store(args.out)
+    try:
+        raw = json.loads(Path(args.spec).read_text())
+        run(raw, store)
+        return EXIT_OK
+    except (BadDataError, OSError, json.JSONDecodeError) as exc:
+        kind, code, message = "bad_data", EXIT_BAD_DATA, str(exc)
+    except Exception as exc:  # noqa: BLE001 - every crash must leave a reason behind
+        traceback.print_exc()
+        kind, code, message = "crash", EXIT_CRASH, f"{type(exc).__name__}: {exc}"
+    log(f"error kind={kind}: {message}")
+    try:
+        store.put("error.json", json.dumps({"kind": kind, "message": message}).encode(), "application/json")
+    except OSError as exc:
+        log(f"could not write error.json: {exc}")
+    return code
+
+
+def _workflows(args: argparse.Namespace) -> int:
+    from railyard_trainer.workflows import catalogue
+
+    json.dump(catalogue(), sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="railyard_trainer", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser("train", help="train, evaluate and store one run")
+    train.add_argument("--spec", required=True, help="path of the resolved spec (JSON)")
+    train.add_argument("--out", required=True, help="artifact URI of the run, e.g. file:///…/runs/42")
+    train.set_defaults(handler=_train)
+    workflows = commands.add_parser("workflows", help="print the installed workflows as JSON")
+    workflows.set_defaults(handler=_workflows)
+    args = parser.parse_args(argv)
+    return args.handler(args)

@@ -1,0 +1,90 @@
+"""Assemble the modelling frame: read every source, join, restrict to the date range, filter."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from railyard_trainer.errors import BadDataError
+from railyard_trainer.sources import read_source
+from railyard_trainer.spec import DateRange, Filter, TrainSpec
+
+
+def load(spec: TrainSpec) -> pd.DataFrame:
+    """Read and join the feature sources; the first source is the base, others join onto it."""
+    frames = []
+    for i, source in enumerate(spec.sources):
+        frame = read_source(source, f"data.features[{i}]")
+        if source.date_column:
+            frame[source.date_column] = _as_datetime(frame[source.date_column], source.date_column)
+        frames.append(frame)
+    joined = frames[0]
+    for i, (source, frame) in enumerate(zip(spec.sources[1:], frames[1:], strict=True), start=1):
+        if not source.join_on:
+            raise BadDataError(f"data.features[{i}]: needs 'join_on' to be joined to the first source")
+        overlap = (set(frame.columns) & set(joined.columns)) - set(source.join_on)
+        frame = frame.drop(columns=sorted(overlap))
+        try:
+            joined = joined.merge(frame, how="left", on=source.join_on, validate="many_to_one")
+        except pd.errors.MergeError as exc:
+            raise BadDataError(f"data.features[{i}]: join key {source.join_on} is not unique in {source.path}") from exc
+    return joined
+
+
+def _as_datetime(series: pd.Series, name: str) -> pd.Series:
+    try:
+        parsed = pd.to_datetime(series)
+    except (ValueError, TypeError) as exc:
+        raise BadDataError(f"date column {name!r} cannot be read as dates: {exc}") from exc
+    if parsed.dt.tz is not None:
+        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+    return parsed
+
+
+def in_range(dates: pd.Series, date_range: DateRange) -> pd.Series:
+    """Half-open: start <= date < end."""
+    return (dates >= pd.Timestamp(date_range.start)) & (dates < pd.Timestamp(date_range.end))
+
+
+PREDICATES = {
+    "Eq": lambda col, v: col == v,
+    "NotEq": lambda col, v: col != v,
+    "Gt": lambda col, v: col > v,
+    "GtEq": lambda col, v: col >= v,
+    "Lt": lambda col, v: col < v,
+    "LtEq": lambda col, v: col <= v,
+    "IsIn": lambda col, v: col.isin(v),
+    "NotIn": lambda col, v: ~col.isin(v),
+    "IsNull": lambda col, v: col.isna(),
+    "NotNull": lambda col, v: col.notna(),
+}
+
+
+def apply_filter(frame: pd.DataFrame, flt: Filter, where: str) -> pd.Series:
+    if flt.feature_name not in frame.columns:
+        raise BadDataError(f"{where}: feature {flt.feature_name!r} is not among the loaded columns")
+    if flt.predicate not in PREDICATES:
+        raise BadDataError(f"{where}: unknown predicate {flt.predicate!r}")
+    column = frame[flt.feature_name]
+    value = flt.feature_value
+    if pd.api.types.is_datetime64_any_dtype(column) and value is not None:
+        value = [pd.Timestamp(v) for v in value] if isinstance(value, list) else pd.Timestamp(value)
+    try:
+        return PREDICATES[flt.predicate](column, value).fillna(False).astype(bool)
+    except TypeError as exc:
+        raise BadDataError(
+            f"{where}: cannot compare {flt.feature_name!r} ({column.dtype}) with {value!r}: {exc}"
+        ) from exc
+
+
+def restrict(frame: pd.DataFrame, spec: TrainSpec) -> pd.DataFrame:
+    """Rows inside the date range that pass every filter and have a label."""
+    mask = pd.Series(True, index=frame.index)
+    if spec.date_range is not None:
+        mask &= in_range(frame[spec.date_column], spec.date_range)
+    for i, flt in enumerate(spec.filters):
+        mask &= apply_filter(frame, flt, f"data.filters[{i}]")
+    mask &= frame[spec.label].notna()
+    kept = frame.loc[mask]
+    if kept.empty:
+        raise BadDataError(f"no rows left after applying the date range and filters ({len(frame)} rows loaded)")
+    return kept.reset_index(drop=True)

@@ -1,0 +1,164 @@
+"""Evaluate a fitted estimator on the holdout: scalar metrics and the data behind every chart."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+from sklearn.calibration import calibration_curve
+from sklearn.inspection import permutation_importance
+
+from railyard_trainer.errors import BadDataError
+
+BINARY, MULTICLASS, REGRESSION = "binary", "multiclass", "regression"
+CURVE_POINTS = 500
+SCATTER_POINTS = 2000
+IMPORTANCE_ROWS = 2000
+
+
+@dataclass
+class Evaluation:
+    task: str
+    metrics: dict[str, float]
+    charts: dict[str, Any]
+    scores: pd.DataFrame  # one row per holdout row: label and score or prediction
+
+
+def resolve_task(workflow_task: str, training_labels: pd.Series) -> str:
+    if workflow_task == REGRESSION:
+        if not pd.api.types.is_numeric_dtype(training_labels):
+            raise BadDataError(f"a regression label must be numeric, not {training_labels.dtype}")
+        return REGRESSION
+    n_classes = training_labels.nunique()
+    if n_classes < 2:
+        value = training_labels.iloc[0] if len(training_labels) else None
+        raise BadDataError(f"label {training_labels.name!r} has a single class ({value!r}) in the training rows")
+    return BINARY if n_classes == 2 else MULTICLASS
+
+
+def _thin(xs: np.ndarray, *others: np.ndarray, points: int = CURVE_POINTS) -> list[list[float]]:
+    """Keep at most `points` evenly spaced points of a curve, always including both ends."""
+    idx = np.unique(np.linspace(0, len(xs) - 1, num=min(points, len(xs))).round().astype(int))
+    return [np.asarray(a)[idx].astype(float).round(6).tolist() for a in (xs, *others)]
+
+
+def _importances(estimator: Any, X: pd.DataFrame, y: pd.Series, scoring: str, seed: int) -> dict:
+    sample = X.sample(n=min(len(X), IMPORTANCE_ROWS), random_state=seed)
+    result = permutation_importance(
+        estimator, sample, y.loc[sample.index], scoring=scoring, n_repeats=3, random_state=seed
+    )
+    order = np.argsort(-result.importances_mean)
+    return {
+        "features": [str(X.columns[i]) for i in order],
+        "importance": [round(float(result.importances_mean[i]), 6) for i in order],
+        "std": [round(float(result.importances_std[i]), 6) for i in order],
+        "method": f"permutation ({scoring})",
+    }
+
+
+def evaluate_binary(estimator: Any, X: pd.DataFrame, y: pd.Series, seed: int) -> Evaluation:
+    classes = list(estimator.classes_)
+    positive = classes[1]
+    if y.nunique() < 2:
+        raise BadDataError(
+            f"label {y.name!r} has a single class ({y.iloc[0]!r}) in the holdout; binary metrics need both classes"
+        )
+    truth = (y == positive).to_numpy().astype(int)
+    score = estimator.predict_proba(X)[:, 1]
+    predicted = (score >= 0.5).astype(int)
+    metrics = {
+        "roc_auc": skm.roc_auc_score(truth, score),
+        "average_precision": skm.average_precision_score(truth, score),
+        "log_loss": skm.log_loss(truth, score, labels=[0, 1]),
+        "brier": skm.brier_score_loss(truth, score),
+        "accuracy": skm.accuracy_score(truth, predicted),
+        "precision": skm.precision_score(truth, predicted, zero_division=0),
+        "recall": skm.recall_score(truth, predicted, zero_division=0),
+        "f1": skm.f1_score(truth, predicted, zero_division=0),
+    }
+    fpr, tpr, _ = skm.roc_curve(truth, score)
+    precision, recall, _ = skm.precision_recall_curve(truth, score)
+    prob_true, prob_pred = calibration_curve(truth, score, n_bins=10, strategy="quantile")
+    bins = np.linspace(0, 1, 41)
+    charts = {
+        "roc": dict(zip(("fpr", "tpr"), _thin(fpr, tpr), strict=True)),
+        "pr": dict(zip(("recall", "precision"), _thin(recall[::-1], precision[::-1]), strict=True)),
+        "calibration": {
+            "mean_predicted": prob_pred.round(6).tolist(),
+            "fraction_positive": prob_true.round(6).tolist(),
+        },
+        "score_histogram": {
+            "bin_edges": bins.round(4).tolist(),
+            "negative": np.histogram(score[truth == 0], bins=bins)[0].tolist(),
+            "positive": np.histogram(score[truth == 1], bins=bins)[0].tolist(),
+        },
+        "confusion_matrix": {
+            "labels": [str(classes[0]), str(positive)],
+            "matrix": skm.confusion_matrix(truth, predicted, labels=[0, 1]).tolist(),
+            "threshold": 0.5,
+        },
+        "feature_importance": _importances(estimator, X, y, "roc_auc", seed),
+    }
+    scores = pd.DataFrame({"label": y.to_numpy(), "score": score})
+    return Evaluation(BINARY, _floats(metrics), charts, scores)
+
+
+def evaluate_multiclass(estimator: Any, X: pd.DataFrame, y: pd.Series, seed: int) -> Evaluation:
+    classes = list(estimator.classes_)
+    proba = estimator.predict_proba(X)
+    predicted = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
+    truth = y.to_numpy(dtype=object)
+    metrics = {
+        "accuracy": skm.accuracy_score(truth, predicted),
+        "macro_f1": skm.f1_score(truth, predicted, average="macro", zero_division=0),
+        "log_loss": skm.log_loss(truth, proba, labels=classes),
+    }
+    per_class = skm.f1_score(truth, predicted, average=None, labels=classes, zero_division=0)
+    charts = {
+        "confusion_matrix": {
+            "labels": [str(c) for c in classes],
+            "matrix": skm.confusion_matrix(truth, predicted, labels=classes).tolist(),
+        },
+        "per_class_f1": {"labels": [str(c) for c in classes], "f1": per_class.round(6).tolist()},
+        "feature_importance": _importances(estimator, X, y, "accuracy", seed),
+    }
+    scores = pd.DataFrame({"label": y.to_numpy(), "prediction": predicted})
+    return Evaluation(MULTICLASS, _floats(metrics), charts, scores)
+
+
+def evaluate_regression(estimator: Any, X: pd.DataFrame, y: pd.Series, seed: int) -> Evaluation:
+    truth = y.to_numpy(dtype=float)
+    predicted = np.asarray(estimator.predict(X), dtype=float)
+    residuals = truth - predicted
+    metrics = {
+        "rmse": float(np.sqrt(skm.mean_squared_error(truth, predicted))),
+        "mae": skm.mean_absolute_error(truth, predicted),
+        "r2": skm.r2_score(truth, predicted),
+    }
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(len(truth), size=min(len(truth), SCATTER_POINTS), replace=False))
+    counts, edges = np.histogram(residuals, bins=40)
+    charts = {
+        "predicted_vs_actual": {
+            "actual": truth[idx].round(6).tolist(),
+            "predicted": predicted[idx].round(6).tolist(),
+        },
+        "residual_histogram": {"bin_edges": edges.round(6).tolist(), "counts": counts.tolist()},
+        "feature_importance": _importances(estimator, X, y, "r2", seed),
+    }
+    scores = pd.DataFrame({"label": truth, "prediction": predicted})
+    return Evaluation(REGRESSION, _floats(metrics), charts, scores)
+
+
+EVALUATORS = {BINARY: evaluate_binary, MULTICLASS: evaluate_multiclass, REGRESSION: evaluate_regression}
+
+
+def evaluate(task: str, estimator: Any, X: pd.DataFrame, y: pd.Series, seed: int) -> Evaluation:
+    return EVALUATORS[task](estimator, X, y, seed)
+
+
+def _floats(values: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in values.items()}

@@ -1,0 +1,161 @@
+"""The training run: load, filter, split, train, evaluate, serialize — and write every artifact."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import platform
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import joblib
+import pandas as pd
+
+from railyard_trainer import data, holdout
+from railyard_trainer.errors import BadDataError
+from railyard_trainer.evaluation import BINARY, evaluate, resolve_task
+from railyard_trainer.spec import TrainSpec
+from railyard_trainer.stages import log, stage
+from railyard_trainer.storage import ArtifactStore, StoredArtifact
+from railyard_trainer.workflows import get_workflow
+
+LIBRARIES = ("railyard-trainer", "scikit-learn", "pandas", "numpy", "pyarrow", "joblib")
+
+
+def run(raw_spec: dict, store: ArtifactStore) -> dict[str, Any]:
+    """Train the spec's workflow and write its artifacts; returns the metrics."""
+    written: list[StoredArtifact] = [store.put("spec.json", _json(raw_spec), "application/json")]
+    spec = TrainSpec.from_dict(raw_spec)
+    workflow_cls = get_workflow(spec.workflow_name)
+    needed = [*spec.classifier_features, spec.label]
+
+    with stage("load") as details:
+        frame = data.load(spec)
+        missing = [c for c in needed if c not in frame.columns]
+        if missing:
+            raise BadDataError(f"column(s) {', '.join(missing)} are not in any feature source")
+        details["rows"] = len(frame)
+    loaded_rows = len(frame)
+
+    with stage("filter") as details:
+        frame = data.restrict(frame, spec)
+        details["rows"] = len(frame)
+
+    with stage("split") as details:
+        training, held = holdout.split(frame, spec)
+        details.update(train_rows=len(training), holdout_rows=len(held))
+
+    task = resolve_task(workflow_cls.task, training[spec.label])
+    with stage("train") as details:
+        workflow = workflow_cls(spec.classifier_features, spec.label, spec.custom_params, spec.seed)
+        estimator = workflow.train(training, held)
+        details["estimator"] = type(estimator).__name__
+
+    with stage("evaluate") as details:
+        result = evaluate(task, estimator, held[spec.classifier_features], held[spec.label], spec.seed)
+        details.update({k: f"{v:.4f}" for k, v in result.metrics.items()})
+
+    with stage("serialize"):
+        scores = result.scores
+        if spec.date_column:
+            scores.insert(0, spec.date_column, held[spec.date_column].to_numpy())
+        summary = data_summary(spec, loaded_rows, frame, training, held, task)
+        metadata = {
+            "run_id": spec.run_id,
+            "workflow": spec.workflow_name,
+            "task": task,
+            "classifier_features": spec.classifier_features,
+            "label": spec.label,
+            "classes": [_plain(c) for c in getattr(estimator, "classes_", [])],
+            "custom_params": spec.custom_params,
+            "seed": spec.seed,
+            "data_fingerprint": fingerprint(frame[needed]),
+            "data_summary": summary,
+            "libraries": library_versions(),
+        }
+        model = io.BytesIO()
+        joblib.dump(estimator, model)
+        written += [
+            store.put("model.joblib", model.getvalue(), "application/octet-stream"),
+            store.put("metadata.json", _json(metadata), "application/json"),
+            store.put("metrics.json", _json(result.metrics), "application/json"),
+            store.put("evaluation.json", _json({"task": task, "charts": result.charts}), "application/json"),
+            store.put("holdout_scores.parquet", _parquet(scores), "application/vnd.apache.parquet"),
+        ]
+        # The manifest goes last: its presence means every other artifact is complete.
+        store.put("manifest.json", _json({"artifacts": [a.to_dict() for a in written]}), "application/json")
+    log(f"run {spec.run_id} finished: {task} {json.dumps(result.metrics)}")
+    return result.metrics
+
+
+def data_summary(
+    spec: TrainSpec,
+    loaded_rows: int,
+    frame: pd.DataFrame,
+    training: pd.DataFrame,
+    held: pd.DataFrame,
+    task: str,
+) -> dict[str, Any]:
+    summary: dict[str, Any] = {
+        "loaded_rows": loaded_rows,
+        "filtered_rows": len(frame),
+        "train_rows": len(training),
+        "holdout_rows": len(held),
+        "schema_fingerprint": schema_fingerprint(frame),
+    }
+    if spec.date_column:
+        for name, part in (("train", training), ("holdout", held)):
+            dates = part[spec.date_column]
+            summary[f"{name}_dates"] = {"min": str(dates.min()), "max": str(dates.max())}
+    if task != "regression":
+        for name, part in (("train", training), ("holdout", held)):
+            counts = part[spec.label].value_counts().sort_index()
+            summary[f"{name}_label_balance"] = {str(k): int(v) for k, v in counts.items()}
+        if task == BINARY:
+            summary["holdout_positive_rate"] = float(
+                (held[spec.label] == sorted(training[spec.label].unique())[1]).mean()
+            )
+    else:
+        summary["label_mean"] = {"train": float(training[spec.label].mean()), "holdout": float(held[spec.label].mean())}
+    return summary
+
+
+def fingerprint(frame: pd.DataFrame) -> str:
+    """A sha256 over the rows and columns the model saw, to tell whether two runs used the same data."""
+    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    return hashlib.sha256(schema_fingerprint(frame).encode() + hashed.tobytes()).hexdigest()
+
+
+def schema_fingerprint(frame: pd.DataFrame) -> str:
+    schema = ",".join(f"{name}:{dtype}" for name, dtype in frame.dtypes.items())
+    return hashlib.sha256(schema.encode()).hexdigest()[:16]
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = "unknown"
+    return versions
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, indent=2, sort_keys=True, default=str).encode()
+
+
+def _parquet(frame: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use: python -m railyard_trainer train --spec SPEC.json --out URI")

@@ -1,0 +1,51 @@
+"""The workflow base class: users write `train`, Railyard does everything around it."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, ClassVar
+
+import pandas as pd
+
+CLASSIFICATION = "classification"
+REGRESSION = "regression"
+
+
+class Workflow:
+    """Subclass, set `name`, `task` and `description`, and implement `train`.
+
+    - `self.classifier_features`, `self.label`, `self.custom_params` and `self.seed` are set
+      before `train`.
+    - `train` returns a fitted estimator with `predict` (and `predict_proba` for classification)
+      that accepts a dataframe of the classifier features.
+    """
+
+    name: ClassVar[str] = ""
+    task: ClassVar[str] = CLASSIFICATION
+    description: ClassVar[str] = ""
+    #: Parameter defaults shown in the catalogue; `custom_params` override them.
+    default_params: ClassVar[dict[str, Any]] = {}
+
+    def __init__(
+        self,
+        classifier_features: list[str],
+        label: str,
+        custom_params: dict[str, Any],
+        seed: int = 0,
+    ):
+        self.classifier_features = classifier_features
+        self.label = label
+        self.custom_params = custom_params
+        self.seed = seed
+
+    def train(self, training_dataframe: pd.DataFrame, holdout_dataframe: pd.DataFrame) -> Any:
+        raise NotImplementedError
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        return {
+            "name": cls.name,
+            "task": cls.task,
+            "description": cls.description or inspect.getdoc(cls) or "",
+            "default_params": cls.default_params,
+        }

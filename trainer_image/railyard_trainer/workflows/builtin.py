@@ -1,0 +1,176 @@
+"""Built-in workflows: scikit-learn estimators behind preprocessing for categorical and missing values.
+
+Each accepts its estimator's parameters through `custom_params`; keys the estimator does not
+know are left for user code and noted in the log.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import (
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+)
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import (
+    FunctionTransformer,
+    OneHotEncoder,
+    OrdinalEncoder,
+    StandardScaler,
+)
+
+from railyard_trainer.stages import log
+from railyard_trainer.workflows.base import CLASSIFICATION, REGRESSION, Workflow
+
+
+def categorical_columns(frame: pd.DataFrame, features: list[str]) -> list[str]:
+    return [c for c in features if not pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c])]
+
+
+def _as_object(frame: pd.DataFrame) -> pd.DataFrame:
+    # Encoders want one type per column; strings, booleans and missing values become plain objects.
+    return frame.astype(object).where(frame.notna(), "__missing__")
+
+
+def object_caster() -> FunctionTransformer:
+    return FunctionTransformer(_as_object, feature_names_out="one-to-one")
+
+
+def one_hot_preprocessor(frame: pd.DataFrame, features: list[str]) -> ColumnTransformer:
+    """Scaled, imputed numbers and one-hot categories: for linear models and neural networks."""
+    categorical = categorical_columns(frame, features)
+    numeric = [c for c in features if c not in categorical]
+    return ColumnTransformer(
+        [
+            ("numeric", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numeric),
+            (
+                "categorical",
+                make_pipeline(
+                    object_caster(),
+                    OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=5),
+                ),
+                categorical,
+            ),
+        ]
+    )
+
+
+def ordinal_preprocessor(frame: pd.DataFrame, features: list[str]) -> ColumnTransformer:
+    """Categories as ordinal codes, numbers as they are (NaN kept): for tree ensembles."""
+    categorical = categorical_columns(frame, features)
+    numeric = [c for c in features if c not in categorical]
+    encoder = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan)
+    return ColumnTransformer(
+        [
+            ("categorical", make_pipeline(object_caster(), encoder), categorical),
+            ("numeric", "passthrough", numeric),
+        ],
+        verbose_feature_names_out=False,
+    )
+
+
+class EstimatorWorkflow(Workflow):
+    """A preprocessing step and a scikit-learn estimator whose parameters come from custom_params."""
+
+    estimator_class: ClassVar[type]
+    preprocessing: ClassVar[str] = "one_hot"
+
+    def estimator_params(self) -> dict[str, Any]:
+        accepted = self.estimator_class().get_params()
+        params = {**self.default_params}
+        ignored = []
+        for key, value in self.custom_params.items():
+            if key in accepted:
+                params[key] = value
+            else:
+                ignored.append(key)
+        if "random_state" in accepted and "random_state" not in params:
+            params["random_state"] = self.seed
+        if ignored:
+            log(f"custom_params not used by {self.estimator_class.__name__}: {', '.join(ignored)}")
+        return params
+
+    def build(self, training_dataframe: pd.DataFrame) -> Pipeline:
+        features = self.classifier_features
+        if self.preprocessing == "ordinal":
+            preprocess = ordinal_preprocessor(training_dataframe, features)
+            n_categorical = len(categorical_columns(training_dataframe, features))
+            estimator = self.estimator_class(**self.estimator_params())
+            if "categorical_features" in estimator.get_params() and n_categorical:
+                estimator.set_params(categorical_features=list(range(n_categorical)))
+        else:
+            preprocess = one_hot_preprocessor(training_dataframe, features)
+            estimator = self.estimator_class(**self.estimator_params())
+        return Pipeline([("preprocess", preprocess), ("model", estimator)])
+
+    def train(self, training_dataframe: pd.DataFrame, holdout_dataframe: pd.DataFrame) -> Pipeline:
+        pipeline = self.build(training_dataframe)
+        pipeline.fit(training_dataframe[self.classifier_features], training_dataframe[self.label])
+        return pipeline
+
+
+class LogisticRegressionWorkflow(EstimatorWorkflow):
+    name = "logistic_regression"
+    task = CLASSIFICATION
+    description = "L2-regularised logistic regression on scaled numbers and one-hot categories."
+    estimator_class = LogisticRegression
+    default_params: ClassVar[dict[str, Any]] = {"C": 1.0, "max_iter": 1000}
+
+
+class GradientBoostingWorkflow(EstimatorWorkflow):
+    name = "gradient_boosting"
+    task = CLASSIFICATION
+    description = "Histogram gradient boosting with native categorical and missing-value support."
+    estimator_class = HistGradientBoostingClassifier
+    preprocessing = "ordinal"
+    default_params: ClassVar[dict[str, Any]] = {"max_iter": 100, "learning_rate": 0.1}
+
+
+class RandomForestWorkflow(EstimatorWorkflow):
+    name = "random_forest"
+    task = CLASSIFICATION
+    description = "A random forest on ordinal-coded categories; missing values handled by the trees."
+    estimator_class = RandomForestClassifier
+    preprocessing = "ordinal"
+    default_params: ClassVar[dict[str, Any]] = {"n_estimators": 200, "min_samples_leaf": 5, "n_jobs": -1}
+
+
+class NeuralNetworkWorkflow(EstimatorWorkflow):
+    name = "neural_network"
+    task = CLASSIFICATION
+    description = "A multi-layer perceptron with early stopping on scaled numbers and one-hot categories."
+    estimator_class = MLPClassifier
+    default_params: ClassVar[dict[str, Any]] = {
+        "hidden_layer_sizes": [64, 32],
+        "early_stopping": True,
+        "max_iter": 200,
+    }
+
+    def estimator_params(self) -> dict[str, Any]:
+        params = super().estimator_params()
+        params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
+        return params
+
+
+class LinearRegressionWorkflow(EstimatorWorkflow):
+    name = "linear_regression"
+    task = REGRESSION
+    description = "Ordinary least squares on scaled numbers and one-hot categories."
+    estimator_class = LinearRegression
+
+
+class GradientBoostingRegressorWorkflow(EstimatorWorkflow):
+    name = "gradient_boosting_regressor"
+    task = REGRESSION
+    description = "Histogram gradient boosting for a numeric label."
+    estimator_class = HistGradientBoostingRegressor
+    preprocessing = "ordinal"
+    default_params: ClassVar[dict[str, Any]] = {"max_iter": 100, "learning_rate": 0.1}

@@ -1,0 +1,150 @@
+"""The admin as an operator's tool: every job-state fix goes through `training.states`."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from training import services, states
+from training.models import Artifact, Project, Run, RunEvent, Workflow
+
+
+class RunEventInline(admin.TabularInline):
+    model = RunEvent
+    extra = 0
+    can_delete = False
+    readonly_fields = ["created_at", "old_status", "new_status", "actor", "reason"]
+
+    def has_add_permission(self, request: HttpRequest, obj: Run | None = None) -> bool:
+        return False
+
+
+class ArtifactInline(admin.TabularInline):
+    model = Artifact
+    extra = 0
+    can_delete = False
+    readonly_fields = ["name", "size", "sha256", "content_type", "uri"]
+
+    def has_add_permission(self, request: HttpRequest, obj: Run | None = None) -> bool:
+        return False
+
+
+class FailureReasonForm(forms.Form):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=2000)
+
+
+def _report(modeladmin: admin.ModelAdmin, request: HttpRequest, verb: str, done: int, total: int) -> None:
+    level = messages.SUCCESS if done == total else messages.WARNING
+    modeladmin.message_user(request, f"{verb} {done} of {total} selected run(s); the others were skipped.", level)
+
+
+@admin.register(Run)
+class RunAdmin(admin.ModelAdmin):
+    list_display = ["id", "status", "project", "workflow", "user", "executor", "attempt", "created_at", "finished_at"]
+    list_filter = ["status", "project", "workflow", "executor", "compute_resource"]
+    search_fields = ["=id", "user", "model_description", "failure_reason", "owner__username"]
+    list_select_related = ["project", "workflow"]
+    date_hierarchy = "created_at"
+    inlines = [RunEventInline, ArtifactInline]
+    actions = ["cancel_runs", "mark_failed", "requeue_runs"]
+    # The worker owns everything about a run's execution; operators change it through actions.
+    readonly_fields = [
+        "owner",
+        "user",
+        "project",
+        "workflow",
+        "compute_resource",
+        "request",
+        "spec",
+        "status",
+        "executor",
+        "job_handle",
+        "attempt",
+        "failure_reason",
+        "metrics",
+        "data_summary",
+        "artifact_uri",
+        "retried_from",
+        "idempotency_key",
+        "created_at",
+        "updated_at",
+        "submitted_at",
+        "started_at",
+        "finished_at",
+    ]
+    fields = ["model_description", *readonly_fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.action(description="Cancel selected runs")
+    def cancel_runs(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
+        runs = list(queryset)
+        done = sum(services.cancel(run, actor=request.user.get_username()) for run in runs)
+        _report(self, request, "Cancelled", done, len(runs))
+
+    @admin.action(description="Mark selected runs failed (with a reason)")
+    def mark_failed(self, request: HttpRequest, queryset: QuerySet[Run]) -> HttpResponse | None:
+        form = FailureReasonForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            runs = list(queryset)
+            actor = request.user.get_username()
+            reason = f"{form.cleaned_data['reason']} (marked failed by {actor})"
+            done = sum(
+                states.mark_failed(run, reason, actor=actor, operator=True)
+                for run in runs
+                if run.status != states.RunStatus.FAILED
+            )
+            _report(self, request, "Marked failed", done, len(runs))
+            return None
+        return render(
+            request,
+            "admin/training/mark_failed.html",
+            {
+                **self.admin_site.each_context(request),
+                "form": form,
+                "runs": queryset,
+                "action_checkbox_name": ACTION_CHECKBOX_NAME,
+                "opts": self.model._meta,
+            },
+        )
+
+    @admin.action(description="Requeue selected runs (a new attempt)")
+    def requeue_runs(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
+        from training import tasks
+
+        runs = list(queryset)
+        done = 0
+        for run in runs:
+            if run.state.is_terminal and states.requeue(run, actor=request.user.get_username()):
+                done += 1
+        if done:
+            tasks.enqueue_dispatch()
+        _report(self, request, "Requeued", done, len(runs))
+
+
+@admin.register(RunEvent)
+class RunEventAdmin(admin.ModelAdmin):
+    list_display = ["run", "old_status", "new_status", "actor", "created_at"]
+    list_filter = ["new_status", "actor"]
+    list_select_related = ["run"]
+    search_fields = ["=run__id", "reason"]
+
+    def has_change_permission(self, request: HttpRequest, obj: RunEvent | None = None) -> bool:
+        return False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(Workflow)
+class WorkflowAdmin(admin.ModelAdmin):
+    list_display = ["name", "task", "is_available", "synced_at"]
+    list_filter = ["task", "is_available"]
+
+
+admin.site.register(Project)

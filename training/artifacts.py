@@ -1,0 +1,32 @@
+"""Reading a run's artifacts back from the store it was written to."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, BinaryIO
+
+from railyard_trainer.storage import ArtifactNotFound, open_store
+from training.models import Artifact, Run
+
+
+def read_bytes(run: Run, name: str) -> bytes | None:
+    if not run.artifact_uri:
+        return None
+    try:
+        return open_store(run.artifact_uri).get(name)
+    except ArtifactNotFound:
+        return None
+
+
+def read_text(run: Run, name: str) -> str | None:
+    data = read_bytes(run, name)
+    return None if data is None else data.decode("utf-8", errors="replace")
+
+
+def read_json(run: Run, name: str) -> Any:
+    data = read_bytes(run, name)
+    return None if data is None else json.loads(data)
+
+
+def open_stream(artifact: Artifact) -> BinaryIO:
+    return open_store(artifact.run.artifact_uri).open(artifact.name)

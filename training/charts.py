@@ -1,0 +1,128 @@
+"""Plotly figures for a run's evaluation, built from the `evaluation.json` the trainer wrote."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from itertools import pairwise
+
+import plotly.graph_objects as go
+import plotly.io as pio
+
+LAYOUT = dict(
+    template="plotly_white",
+    height=340,
+    margin=dict(l=60, r=20, t=50, b=50),
+    font=dict(family="system-ui, sans-serif", size=12),
+)
+
+
+def _figure(title: str, x_title: str, y_title: str, **layout: object) -> go.Figure:
+    fig = go.Figure()
+    fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, **LAYOUT, **layout)
+    return fig
+
+
+def roc(charts: dict) -> go.Figure:
+    fig = _figure("ROC curve", "False positive rate", "True positive rate")
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="#999"), name="chance")
+    fig.add_scatter(x=charts["roc"]["fpr"], y=charts["roc"]["tpr"], mode="lines", name="model")
+    return fig
+
+
+def precision_recall(charts: dict) -> go.Figure:
+    fig = _figure("Precision–recall curve", "Recall", "Precision")
+    fig.add_scatter(x=charts["pr"]["recall"], y=charts["pr"]["precision"], mode="lines", name="model")
+    return fig
+
+
+def calibration(charts: dict) -> go.Figure:
+    fig = _figure("Calibration", "Mean predicted probability", "Fraction positive")
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="#999"), name="perfect")
+    data = charts["calibration"]
+    fig.add_scatter(x=data["mean_predicted"], y=data["fraction_positive"], mode="lines+markers", name="model")
+    return fig
+
+
+def score_histogram(charts: dict) -> go.Figure:
+    data = charts["score_histogram"]
+    edges = data["bin_edges"]
+    centers = [(a + b) / 2 for a, b in pairwise(edges)]
+    fig = _figure("Scores by class", "Score", "Rows (log scale)", barmode="overlay", yaxis_type="log")
+    fig.add_bar(x=centers, y=data["negative"], name="negative", opacity=0.6)
+    fig.add_bar(x=centers, y=data["positive"], name="positive", opacity=0.6)
+    return fig
+
+
+def confusion_matrix(charts: dict) -> go.Figure:
+    data = charts["confusion_matrix"]
+    fig = _figure("Confusion matrix", "Predicted", "Actual")
+    fig.add_heatmap(
+        z=data["matrix"],
+        x=data["labels"],
+        y=data["labels"],
+        colorscale="Blues",
+        text=data["matrix"],
+        texttemplate="%{text}",
+        showscale=False,
+    )
+    fig.update_yaxes(autorange="reversed", type="category")
+    fig.update_xaxes(type="category")
+    return fig
+
+
+def feature_importance(charts: dict) -> go.Figure:
+    data = charts["feature_importance"]
+    fig = _figure(f"Feature importance — {data['method']}", "Importance", "")
+    fig.add_bar(
+        x=data["importance"][::-1], y=data["features"][::-1], orientation="h", error_x=dict(array=data["std"][::-1])
+    )
+    return fig
+
+
+def per_class_f1(charts: dict) -> go.Figure:
+    fig = _figure("F1 by class", "Class", "F1")
+    fig.add_bar(x=charts["per_class_f1"]["labels"], y=charts["per_class_f1"]["f1"])
+    return fig
+
+
+def predicted_vs_actual(charts: dict) -> go.Figure:
+    data = charts["predicted_vs_actual"]
+    fig = _figure("Predicted vs actual", "Actual", "Predicted")
+    fig.add_scatter(x=data["actual"], y=data["predicted"], mode="markers", marker=dict(size=4, opacity=0.5))
+    low, high = min(data["actual"] + data["predicted"]), max(data["actual"] + data["predicted"])
+    fig.add_scatter(x=[low, high], y=[low, high], mode="lines", line=dict(dash="dot", color="#999"))
+    fig.update_layout(showlegend=False)
+    return fig
+
+
+def residual_histogram(charts: dict) -> go.Figure:
+    data = charts["residual_histogram"]
+    edges = data["bin_edges"]
+    fig = _figure("Residuals", "Actual − predicted", "Rows")
+    fig.add_bar(x=[(a + b) / 2 for a, b in pairwise(edges)], y=data["counts"])
+    return fig
+
+
+#: The charts drawn for each key the trainer may write, in page order.
+BUILDERS: list[tuple[str, Callable[[dict], go.Figure]]] = [
+    ("roc", roc),
+    ("pr", precision_recall),
+    ("score_histogram", score_histogram),
+    ("calibration", calibration),
+    ("confusion_matrix", confusion_matrix),
+    ("per_class_f1", per_class_f1),
+    ("predicted_vs_actual", predicted_vs_actual),
+    ("residual_histogram", residual_histogram),
+    ("feature_importance", feature_importance),
+]
+
+
+def figures(evaluation: dict | None) -> list[go.Figure]:
+    charts = (evaluation or {}).get("charts", {})
+    return [build(charts) for key, build in BUILDERS if key in charts]
+
+
+def to_html(fig: go.Figure, div_id: str) -> str:
+    return pio.to_html(
+        fig, include_plotlyjs=False, full_html=False, div_id=div_id, config={"displaylogo": False, "responsive": True}
+    )

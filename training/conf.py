@@ -1,0 +1,59 @@
+"""Railyard's app settings: the `RAILYARD` dict, read through one object."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+
+class RailyardSettings:
+    def _get(self, key: str) -> Any:
+        return settings.RAILYARD[key]
+
+    @property
+    def executor(self) -> str:
+        return self._get("EXECUTOR")
+
+    @property
+    def artifact_store(self) -> str:
+        return self._get("ARTIFACT_STORE").rstrip("/")
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self._get("DATA_DIR"))
+
+    @property
+    def work_dir(self) -> Path:
+        return Path(self._get("WORK_DIR"))
+
+    @property
+    def local_concurrency(self) -> int:
+        return self._get("LOCAL_CONCURRENCY")
+
+    @property
+    def reconcile_interval(self) -> int:
+        return self._get("RECONCILE_INTERVAL_SECONDS")
+
+    @property
+    def run_timeout(self) -> int:
+        return self._get("RUN_TIMEOUT_SECONDS")
+
+    @property
+    def trainer_command(self) -> list[str]:
+        return list(self._get("TRAINER_COMMAND"))
+
+    @property
+    def compute_resources(self) -> dict[str, dict]:
+        return self._get("COMPUTE_RESOURCES")
+
+    @property
+    def default_compute_resource(self) -> str:
+        return self._get("DEFAULT_COMPUTE_RESOURCE")
+
+    def run_artifact_uri(self, run_id: int) -> str:
+        return f"{self.artifact_store}/runs/{run_id}"
+
+
+railyard = RailyardSettings()

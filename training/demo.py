@@ -1,0 +1,155 @@
+"""A synthetic card-fraud dataset: a year of charges and a merchants table, for the demo and tests.
+
+Fraud is rare and rises over the year, and it depends on amount, country, channel, hour,
+customer tenure and merchant category, so models have something real to find and a
+date-range holdout sees drift.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+COUNTRIES = ["US", "GB", "DE", "FR", "BR", "IN", "NG", "CA", "MX", "JP"]
+COUNTRY_WEIGHTS = [0.42, 0.1, 0.09, 0.08, 0.07, 0.06, 0.03, 0.07, 0.05, 0.03]
+COUNTRY_RISK = dict(zip(COUNTRIES, [0.0, 0.1, 0.0, 0.1, 0.7, 0.6, 1.2, 0.0, 0.5, -0.2], strict=True))
+CARD_TYPES = ["visa", "mastercard", "amex", "discover"]
+CATEGORIES = ["grocery", "electronics", "travel", "digital_goods", "restaurants", "fashion", "gaming"]
+CATEGORY_RISK = dict(zip(CATEGORIES, [-0.6, 0.8, 0.4, 1.0, -0.4, 0.2, 0.9], strict=True))
+
+
+def merchants(n_merchants: int = 400, seed: int = 7) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "merchant_id": np.arange(1, n_merchants + 1),
+            "merchant_category": rng.choice(CATEGORIES, size=n_merchants),
+            "merchant_age_days": rng.integers(10, 4000, size=n_merchants),
+        }
+    )
+
+
+def charges(
+    n_rows: int = 200_000,
+    start: date = date(2025, 11, 1),
+    days: int = 365,
+    merchant_table: pd.DataFrame | None = None,
+    seed: int = 42,
+) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    merchant_table = merchants() if merchant_table is None else merchant_table
+    n_merchants = len(merchant_table)
+    seconds = np.sort(rng.integers(0, days * 86_400, size=n_rows))
+    created_at = pd.Timestamp(start) + pd.to_timedelta(seconds, unit="s")
+    # Popular merchants take most charges (Zipf-like).
+    merchant_idx = np.minimum(rng.zipf(1.3, size=n_rows) - 1, n_merchants - 1)
+    merchant_id = merchant_table["merchant_id"].to_numpy()[merchant_idx]
+    category = merchant_table["merchant_category"].to_numpy()[merchant_idx]
+    country = rng.choice(COUNTRIES, size=n_rows, p=COUNTRY_WEIGHTS)
+    amount = np.round(np.exp(rng.normal(3.6, 1.1, size=n_rows)), 2)
+    card_present = rng.random(n_rows) < 0.55
+    customer_age_days = rng.integers(0, 3650, size=n_rows)
+    hour = created_at.hour.to_numpy()
+
+    year_fraction = seconds / (days * 86_400)
+    logit = (
+        -6.0
+        + 1.1 * year_fraction  # fraud drifts upwards through the year
+        + 0.9 * np.log1p(amount / 100)
+        + np.vectorize(COUNTRY_RISK.get)(country)
+        + np.vectorize(CATEGORY_RISK.get)(category)
+        - 1.4 * card_present
+        + 0.7 * ((hour <= 4) | (hour >= 23))
+        + 1.3 * (customer_age_days < 30)
+    )
+    is_fraud = rng.random(n_rows) < 1 / (1 + np.exp(-logit))
+
+    frame = pd.DataFrame(
+        {
+            "charge_id": np.arange(1, n_rows + 1),
+            "created_at": created_at,
+            "amount": amount,
+            "country": country,
+            "merchant_id": merchant_id,
+            "card_type": rng.choice(CARD_TYPES, size=n_rows, p=[0.5, 0.3, 0.15, 0.05]),
+            "card_present": card_present,
+            "customer_age_days": customer_age_days,
+            "is_fraud": is_fraud.astype(int),
+        }
+    )
+    # Real data has holes: some countries and tenures are unknown.
+    frame.loc[rng.random(n_rows) < 0.01, "country"] = None
+    frame["customer_age_days"] = frame["customer_age_days"].astype("float64")
+    frame.loc[rng.random(n_rows) < 0.02, "customer_age_days"] = np.nan
+    return frame
+
+
+def write_dataset(directory: Path, n_rows: int = 200_000, seed: int = 42) -> dict[str, Path]:
+    """Write `charges.parquet` and `merchants.parquet`; returns their paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    merchant_table = merchants(seed=seed)
+    paths = {"charges": directory / "charges.parquet", "merchants": directory / "merchants.parquet"}
+    charges(n_rows, merchant_table=merchant_table, seed=seed).to_parquet(paths["charges"], index=False)
+    merchant_table.to_parquet(paths["merchants"], index=False)
+    return paths
+
+
+def demo_request(charges_path: Path, merchants_path: Path) -> dict:
+    """The demo's request: next month's fraud model, trained on the months before."""
+    return {
+        "user": "demo",
+        "project": "fraud",
+        "model_description": "Card-fraud model, holdout on the last month",
+        "compute_resource": "cpu",
+        "data": {
+            "features": [
+                {
+                    "names": [
+                        "charge_id",
+                        "created_at",
+                        "amount",
+                        "country",
+                        "merchant_id",
+                        "card_type",
+                        "card_present",
+                        "customer_age_days",
+                        "is_fraud",
+                    ],
+                    "source": "file",
+                    "format": "parquet",
+                    "path": str(charges_path),
+                    "date_column": "created_at",
+                },
+                {
+                    "names": ["merchant_id", "merchant_category", "merchant_age_days"],
+                    "source": "file",
+                    "format": "parquet",
+                    "path": str(merchants_path),
+                    "join_on": "merchant_id",
+                },
+            ],
+            "date_range": {"start": "2025-11-01", "end": "2026-11-01"},
+            "filters": [{"feature_name": "amount", "predicate": "GtEq", "feature_value": 1}],
+            "holdout_sampling": {
+                "sampling_function": "DATE_RANGE",
+                "date_range": {"start": "2026-10-01", "end": "2026-11-01"},
+            },
+        },
+        "train": {
+            "workflow_name": "gradient_boosting",
+            "classifier_features": [
+                "amount",
+                "country",
+                "card_type",
+                "card_present",
+                "customer_age_days",
+                "merchant_category",
+                "merchant_age_days",
+            ],
+            "label": "is_fraud",
+            "custom_params": {"max_iter": 150, "learning_rate": 0.08},
+        },
+    }

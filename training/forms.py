@@ -1,0 +1,176 @@
+"""The launch form: builds a training request from fields and validates it with `contract`.
+
+Errors come back under the contract's dotted paths and are shown beside the field they concern.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from django import forms
+
+from training import contract
+from training.conf import railyard
+from training.models import Workflow
+
+FORMATS = [(f, f) for f in contract.FORMATS]
+SAMPLING = [("DATE_RANGE", "Date range (holdout after training)"), ("RANDOM", "Random fraction")]
+
+#: Contract paths → form fields, first match wins.
+FIELD_FOR_PATH = [
+    (r"^data\.features\[0\]\.(names)", "names"),
+    (r"^data\.features\[0\]\.(path|source)", "source_path"),
+    (r"^data\.features\[0\]\.format", "source_format"),
+    (r"^data\.features\[0\]\.date_column", "date_column"),
+    (r"^data\.features(\[[1-9]\d*\])?", "extra_sources"),
+    (r"^data\.date_range\.end", "date_end"),
+    (r"^data\.date_range", "date_start"),
+    (r"^data\.filters", "filters"),
+    (r"^data\.holdout_sampling\.date_range\.end", "holdout_end"),
+    (r"^data\.holdout_sampling\.date_range", "holdout_start"),
+    (r"^data\.holdout_sampling\.(fraction|seed|sampling_function)", None),
+    (r"^data\.holdout_sampling", "sampling_function"),
+    (r"^train\.(workflow_name|label|classifier_features|custom_params)", None),
+    (r"^(user|project|model_description|compute_resource)$", None),
+]
+
+
+def _split_names(value: str) -> list[str]:
+    return [name.strip() for name in re.split(r"[,\n]", value) if name.strip()]
+
+
+class LaunchForm(forms.Form):
+    project = forms.CharField(max_length=100, initial="fraud")
+    model_description = forms.CharField(required=False, max_length=2000)
+    compute_resource = forms.ChoiceField()
+    workflow_name = forms.ChoiceField(label="Workflow")
+
+    source_path = forms.CharField(label="Data file", help_text="Absolute, or relative to the data directory.")
+    source_format = forms.ChoiceField(label="Format", choices=FORMATS)
+    names = forms.CharField(
+        label="Columns to load", help_text="Comma-separated.", widget=forms.Textarea(attrs={"rows": 2})
+    )
+    date_column = forms.CharField(required=False)
+    extra_sources = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Optional JSON list of more sources, each with a join_on key.",
+    )
+
+    date_start = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    date_end = forms.DateField(
+        required=False, label="Until (exclusive)", widget=forms.DateInput(attrs={"type": "date"})
+    )
+    filters = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text='JSON list, e.g. [{"feature_name": "amount", "predicate": "GtEq", "feature_value": 1}]',
+    )
+
+    sampling_function = forms.ChoiceField(label="Holdout", choices=SAMPLING)
+    holdout_start = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    holdout_end = forms.DateField(
+        required=False, label="Holdout until (exclusive)", widget=forms.DateInput(attrs={"type": "date"})
+    )
+    fraction = forms.FloatField(required=False, initial=0.2, label="Holdout fraction")
+    seed = forms.IntegerField(required=False, initial=0)
+
+    label = forms.CharField(max_length=255)
+    classifier_features = forms.CharField(help_text="Comma-separated.", widget=forms.Textarea(attrs={"rows": 2}))
+    custom_params = forms.CharField(
+        required=False,
+        initial="{}",
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="JSON object passed to the workflow.",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.fields["compute_resource"].choices = [(n, n) for n in railyard.compute_resources]
+        self.fields["compute_resource"].initial = railyard.default_compute_resource
+        self.fields["workflow_name"].choices = [
+            (w.name, f"{w.name} ({w.task})") for w in Workflow.objects.filter(is_available=True)
+        ]
+        self.request_payload: dict | None = None
+
+    def _json(self, name: str, default: Any) -> Any:
+        raw = (self.cleaned_data.get(name) or "").strip()
+        if not raw:
+            return default
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError as exc:
+            self.add_error(name, f"Not valid JSON: {exc}.")
+            return default
+
+    def build_request(self) -> dict:
+        d = self.cleaned_data
+        source: dict[str, Any] = {
+            "names": _split_names(d["names"]),
+            "source": "file",
+            "format": d["source_format"],
+            "path": d["source_path"],
+        }
+        if d.get("date_column"):
+            source["date_column"] = d["date_column"].strip()
+        data: dict[str, Any] = {
+            "features": [source, *self._json("extra_sources", [])],
+            "filters": self._json("filters", []),
+        }
+        if d.get("date_start") or d.get("date_end"):
+            data["date_range"] = {"start": _iso(d.get("date_start")), "end": _iso(d.get("date_end"))}
+        if d["sampling_function"] == "DATE_RANGE":
+            data["holdout_sampling"] = {
+                "sampling_function": "DATE_RANGE",
+                "date_range": {"start": _iso(d.get("holdout_start")), "end": _iso(d.get("holdout_end"))},
+            }
+        else:
+            data["holdout_sampling"] = {
+                "sampling_function": "RANDOM",
+                "fraction": d.get("fraction") if d.get("fraction") is not None else 0.2,
+                "seed": d.get("seed") or 0,
+            }
+        return {
+            "project": d["project"],
+            "model_description": d.get("model_description", ""),
+            "compute_resource": d["compute_resource"],
+            "data": data,
+            "train": {
+                "workflow_name": d["workflow_name"],
+                "label": d["label"].strip(),
+                "classifier_features": _split_names(d["classifier_features"]),
+                "custom_params": self._json("custom_params", {}),
+            },
+        }
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        payload = self.build_request()
+        if self.errors:
+            return cleaned
+        try:
+            contract.validate(payload)
+        except contract.InvalidRequest as exc:
+            for path, messages in exc.errors.items():
+                field = field_for(path)
+                for message in messages:
+                    self.add_error(field, message if field else f"{path}: {message}")
+            return cleaned
+        self.request_payload = payload
+        return cleaned
+
+
+def field_for(path: str) -> str | None:
+    for pattern, field in FIELD_FOR_PATH:
+        match = re.match(pattern, path)
+        if match:
+            return field or path.rsplit(".", 1)[-1]
+    return None
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value else None

@@ -1,0 +1,40 @@
+"""Prepare the demo: synthetic card-fraud data, a login, and one example run."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+from training import demo, services
+
+USERNAME, PASSWORD = "demo", "railyard-demo"
+
+
+class Command(BaseCommand):
+    help = "Write the demo dataset under var/demo/, create the demo login and submit the demo run."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--rows", type=int, default=200_000)
+        parser.add_argument("--no-run", action="store_true", help="prepare data and login only")
+
+    def handle(self, *args: object, rows: int, no_run: bool, **options: object) -> None:
+        call_command("sync_workflows", verbosity=0)
+        directory = settings.VAR_DIR / "demo"
+        paths = {"charges": directory / "charges.parquet", "merchants": directory / "merchants.parquet"}
+        if not all(p.exists() for p in paths.values()):
+            paths = demo.write_dataset(directory, n_rows=rows)
+            self.stdout.write(f"Wrote {rows} synthetic charges to {paths['charges']}")
+        user, created = get_user_model().objects.get_or_create(
+            username=USERNAME, defaults={"is_staff": True, "is_superuser": True}
+        )
+        if created:
+            user.set_password(PASSWORD)
+            user.save()
+        if not no_run:
+            run, created = services.submit(
+                user, demo.demo_request(paths["charges"], paths["merchants"]), idempotency_key="demo"
+            )
+            self.stdout.write(f"Demo run #{run.pk} is {run.status}{'' if created else ' (submitted earlier)'}.")
+        self.stdout.write(f"Log in at http://127.0.0.1:8000/ as {USERNAME} / {PASSWORD}")

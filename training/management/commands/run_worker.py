@@ -1,0 +1,49 @@
+"""The worker: a django-q2 cluster for launch and stop tasks, and the reconcile loop beside it."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+from django.core.management.base import BaseCommand
+from django.db import close_old_connections
+from django_q.cluster import Cluster
+
+from training import worker
+from training.conf import railyard
+
+log = logging.getLogger("training.worker")
+
+
+class Command(BaseCommand):
+    help = "Run the worker: the task cluster plus a reconcile pass every RAILYARD_RECONCILE_INTERVAL seconds."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--no-cluster", action="store_true", help="only run the reconcile loop")
+
+    def handle(self, *args: object, no_cluster: bool = False, **options: object) -> None:
+        stopping = threading.Event()
+        cluster = None if no_cluster else Cluster()
+        if cluster:
+            cluster.start()
+
+        def stop(signum: int, frame: object) -> None:
+            log.info("worker stopping (signal %s)", signal.Signals(signum).name)
+            stopping.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        log.info("worker reconciling every %ss with the %s executor", railyard.reconcile_interval, railyard.executor)
+        while not stopping.is_set():
+            close_old_connections()
+            try:
+                counts = worker.reconcile()
+                if any(counts.values()):
+                    log.info("reconcile: %s", counts)
+            except Exception:
+                # One bad pass (a database blip) must not stop the worker; the next pass retries.
+                log.exception("reconcile pass failed")
+            stopping.wait(railyard.reconcile_interval)
+        if cluster:
+            cluster.stop()

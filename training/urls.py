@@ -1,0 +1,16 @@
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from training import views
+
+urlpatterns = [
+    path("", views.run_list, name="runs"),
+    path("runs/new", views.launch, name="launch"),
+    path("runs/<int:pk>", views.run_detail, name="run-detail"),
+    path("runs/<int:pk>/cancel", views.cancel, name="run-cancel"),
+    path("runs/<int:pk>/retry", views.retry, name="run-retry"),
+    path("login", auth_views.LoginView.as_view(), name="login"),
+    path("logout", auth_views.LogoutView.as_view(), name="logout"),
+    path("vendor/plotly.min.js", views.plotly_js, name="plotly-js"),
+    path("healthz", views.healthz, name="healthz"),
+]

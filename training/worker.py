@@ -1,0 +1,160 @@
+"""The worker's loop: launch queued runs, observe in-flight ones, finish them from their artifacts.
+
+Slow I/O (processes, storage, the cluster API) happens outside transactions; every status change
+goes through `training.states`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from railyard_trainer.storage import ArtifactNotFound, open_store, sha256_hex
+from training import states
+from training.conf import railyard
+from training.executors import JobPhase, JobState, get_executor
+from training.models import Artifact, Run
+from training.states import RunStatus
+
+log = logging.getLogger(__name__)
+
+
+def dispatch(executor_name: str | None = None) -> int:
+    """Launch queued runs, oldest first, as far as the executor's capacity allows; returns how many."""
+    executor = get_executor(executor_name or railyard.executor)
+    launched = 0
+    with executor.exclusive():
+        capacity = executor.capacity()
+        queued = Run.objects.filter(status=RunStatus.QUEUED, executor=executor.name).order_by("created_at", "id")
+        if capacity is not None:
+            in_flight = Run.objects.filter(status__in=states.IN_FLIGHT, executor=executor.name).count()
+            queued = queued[: max(capacity - in_flight, 0)]
+        for run in list(queued):
+            launched += launch(run)
+    return launched
+
+
+def launch(run: Run) -> bool:
+    executor = get_executor(run.executor)
+    try:
+        handle = executor.launch(run)
+    except Exception as exc:
+        log.exception("launching run %s failed", run.pk)
+        return states.mark_failed(run, f"could not start the trainer: {exc}")
+    if states.mark_submitted(run, handle, executor.name):
+        return True
+    # Cancelled while we launched: stop what we started.
+    executor.cancel(Run(pk=run.pk, job_handle=handle, attempt=run.attempt))
+    return False
+
+
+def reconcile(executor_name: str | None = None) -> dict[str, int]:
+    """One pass: dispatch queued runs, then observe every in-flight run of the executor at once."""
+    executor = get_executor(executor_name or railyard.executor)
+    counts = {"launched": dispatch(executor.name), "running": 0, "finished": 0}
+    in_flight = list(Run.objects.filter(status__in=states.IN_FLIGHT, executor=executor.name))
+    if not in_flight:
+        return counts
+    observed = executor.observe(in_flight)
+    for run in in_flight:
+        state = observed.get(run.pk, JobState(JobPhase.MISSING, "the executor reported nothing"))
+        if apply(run, state):
+            key = "running" if state.phase in (JobPhase.PENDING, JobPhase.RUNNING) else "finished"
+            counts[key] += 1
+    counts["launched"] += dispatch(executor.name) if counts["finished"] else 0
+    return counts
+
+
+def apply(run: Run, state: JobState) -> bool:
+    """Turn what the executor saw into a transition; True if the run changed."""
+    if state.phase == JobPhase.RUNNING:
+        if _timed_out(run):
+            get_executor(run.executor).cancel(run)
+            return _fail(run, f"the run exceeded its time limit of {railyard.run_timeout} seconds")
+        return run.status == RunStatus.SUBMITTED and states.mark_running(run)
+    if state.phase == JobPhase.PENDING:
+        return False
+    if state.phase == JobPhase.SUCCEEDED:
+        return finish_succeeded(run)
+    # FAILED, or MISSING: the executor reports a job as missing only once it is sure it is gone.
+    return _fail(run, state.reason)
+
+
+def _timed_out(run: Run) -> bool:
+    started = run.started_at or run.submitted_at
+    return started is not None and timezone.now() - started > timedelta(seconds=railyard.run_timeout)
+
+
+def _fail(run: Run, reason: str) -> bool:
+    """Fail a run with the trainer's own reason when it left one, and keep its log."""
+    try:
+        raw = open_store(run.artifact_uri).get("error.json")
+        error = json.loads(raw)
+        reason = f"{'bad data' if error['kind'] == 'bad_data' else 'trainer crashed'}: {error['message']}"
+        _save_artifact(run, _entry(run, "error.json", raw, "application/json"))
+    except (ArtifactNotFound, ValueError, KeyError):
+        pass
+    _keep_log(run)
+    return states.mark_failed(run, reason)
+
+
+def finish_succeeded(run: Run) -> bool:
+    """Check the trainer's manifest and checksums, record artifacts and metrics, then succeed."""
+    store = open_store(run.artifact_uri)
+    try:
+        manifest = json.loads(store.get("manifest.json"))
+    except ArtifactNotFound:
+        return _fail(run, "the trainer exited successfully but wrote no manifest.json")
+    artifacts = manifest["artifacts"]
+    for entry in artifacts:
+        if sha256_hex(store.get(entry["name"])) != entry["sha256"]:
+            return _fail(run, f"artifact {entry['name']} does not match its recorded sha256")
+    metrics = json.loads(store.get("metrics.json"))
+    summary = json.loads(store.get("metadata.json")).get("data_summary", {})
+    log_artifact = _keep_log(run)
+    with transaction.atomic():
+        for entry in artifacts:
+            _save_artifact(run, entry)
+        if log_artifact:
+            _save_artifact(run, log_artifact)
+        return states.mark_succeeded(run, metrics=metrics, data_summary=summary)
+
+
+def _keep_log(run: Run) -> dict | None:
+    """Copy the trainer's full log into the run's artifacts as log.txt."""
+    text = get_executor(run.executor).logs(run)
+    if not text:
+        return None
+    stored = open_store(run.artifact_uri).put("log.txt", text.encode(), "text/plain; charset=utf-8").to_dict()
+    _save_artifact(run, stored)
+    return stored
+
+
+def _entry(run: Run, name: str, data: bytes, content_type: str) -> dict:
+    return {
+        "name": name,
+        "uri": f"{run.artifact_uri}/{name}",
+        "size": len(data),
+        "sha256": sha256_hex(data),
+        "content_type": content_type,
+    }
+
+
+def _save_artifact(run: Run, entry: dict) -> None:
+    Artifact.objects.update_or_create(
+        run=run,
+        name=entry["name"],
+        defaults={k: entry[k] for k in ("uri", "size", "sha256", "content_type")},
+    )
+
+
+def stop(run_id: int) -> None:
+    """Stop the job of a run that was cancelled."""
+    run = Run.objects.get(pk=run_id)
+    executor = get_executor(run.executor)
+    executor.cancel(run)
+    _keep_log(run)
