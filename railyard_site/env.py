@@ -82,4 +82,6 @@ def sqlite_database(path: Path) -> dict:
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": path,
         "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
+        # A file, not memory, so that a worker process started by a test sees the test database.
+        "TEST": {"NAME": str(path.with_name(f"test_{path.name}"))},
     }

@@ -86,6 +86,8 @@ def cancel(run: Run, actor: str) -> bool:
     """Cancel a queued or in-flight run; the worker stops its job. False if it had already ended."""
     from training import tasks
 
+    if run.state.is_terminal:
+        return False
     launched = run.status in states.IN_FLIGHT
     if not states.cancel(run, actor=actor, reason=f"cancelled by {actor}"):
         return False

@@ -90,14 +90,18 @@ def _timed_out(run: Run) -> bool:
 
 
 def _fail(run: Run, reason: str) -> bool:
-    """Fail a run with the trainer's own reason when it left one, and keep its log."""
-    try:
-        raw = open_store(run.artifact_uri).get("error.json")
-        error = json.loads(raw)
-        reason = f"{'bad data' if error['kind'] == 'bad_data' else 'trainer crashed'}: {error['message']}"
-        _save_artifact(run, _entry(run, "error.json", raw, "application/json"))
-    except (ArtifactNotFound, ValueError, KeyError):
-        pass
+    """Fail a run with the trainer's own reason when it left one, and keep what it wrote."""
+    store = open_store(run.artifact_uri)
+    for name in ("spec.json", "error.json"):
+        try:
+            raw = store.get(name)
+        except ArtifactNotFound:
+            continue
+        _save_artifact(run, _entry(run, name, raw, "application/json"))
+        if name == "error.json":
+            error = json.loads(raw)
+            kind = "bad data" if error.get("kind") == "bad_data" else "trainer crashed"
+            reason = f"{kind}: {error.get('message', reason)}"
     _keep_log(run)
     return states.mark_failed(run, reason)
 

@@ -39,6 +39,11 @@ def resolve_task(workflow_task: str, training_labels: pd.Series) -> str:
     return BINARY if n_classes == 2 else MULTICLASS
 
 
+def plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds, for messages and JSON."""
+    return value.item() if hasattr(value, "item") else value
+
+
 def _thin(xs: np.ndarray, *others: np.ndarray, points: int = CURVE_POINTS) -> list[list[float]]:
     """Keep at most `points` evenly spaced points of a curve, always including both ends."""
     idx = np.unique(np.linspace(0, len(xs) - 1, num=min(points, len(xs))).round().astype(int))
@@ -64,7 +69,7 @@ def evaluate_binary(estimator: Any, X: pd.DataFrame, y: pd.Series, seed: int) ->
     positive = classes[1]
     if y.nunique() < 2:
         raise BadDataError(
-            f"label {y.name!r} has a single class ({y.iloc[0]!r}) in the holdout; binary metrics need both classes"
+            f"label {y.name!r} has a single class ({plain(y.iloc[0])!r}) in the holdout; binary metrics need both classes"
         )
     truth = (y == positive).to_numpy().astype(int)
     score = estimator.predict_proba(X)[:, 1]

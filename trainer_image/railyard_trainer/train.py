@@ -12,10 +12,11 @@ from typing import Any
 
 import joblib
 import pandas as pd
+from sklearn.utils._param_validation import InvalidParameterError
 
 from railyard_trainer import data, holdout
 from railyard_trainer.errors import BadDataError
-from railyard_trainer.evaluation import BINARY, evaluate, resolve_task
+from railyard_trainer.evaluation import BINARY, evaluate, plain, resolve_task
 from railyard_trainer.spec import TrainSpec
 from railyard_trainer.stages import log, stage
 from railyard_trainer.storage import ArtifactStore, StoredArtifact
@@ -50,7 +51,10 @@ def run(raw_spec: dict, store: ArtifactStore) -> dict[str, Any]:
     task = resolve_task(workflow_cls.task, training[spec.label])
     with stage("train") as details:
         workflow = workflow_cls(spec.classifier_features, spec.label, spec.custom_params, spec.seed)
-        estimator = workflow.train(training, held)
+        try:
+            estimator = workflow.train(training, held)
+        except InvalidParameterError as exc:
+            raise BadDataError(f"custom_params: {exc}") from exc
         details["estimator"] = type(estimator).__name__
 
     with stage("evaluate") as details:
@@ -68,7 +72,7 @@ def run(raw_spec: dict, store: ArtifactStore) -> dict[str, Any]:
             "task": task,
             "classifier_features": spec.classifier_features,
             "label": spec.label,
-            "classes": [_plain(c) for c in getattr(estimator, "classes_", [])],
+            "classes": [plain(c) for c in getattr(estimator, "classes_", [])],
             "custom_params": spec.custom_params,
             "seed": spec.seed,
             "data_fingerprint": fingerprint(frame[needed]),
@@ -141,10 +145,6 @@ def library_versions() -> dict[str, str]:
         except PackageNotFoundError:
             versions[name] = "unknown"
     return versions
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
 
 
 def _json(value: Any) -> bytes:

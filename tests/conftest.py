@@ -1,0 +1,99 @@
+"""Shared fixtures: three users with defined roles, isolated storage, the real workflow catalogue.
+
+- alice submits runs (the owner in most tests), bob is another member, charlie is an operator
+  (staff) who uses the admin.
+- Every test gets its own artifact store, work and data directories under tmp_path.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+from django_q.conf import Conf
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from training import demo
+from training.management.commands.sync_workflows import installed_workflows, sync
+from training.models import Run
+
+DATASET_ROWS = 12_000
+
+
+@pytest.fixture(autouse=True)
+def railyard_dirs(settings, tmp_path: Path) -> Path:
+    settings.RAILYARD = {
+        **settings.RAILYARD,
+        "ARTIFACT_STORE": f"file://{tmp_path / 'artifacts'}",
+        "WORK_DIR": tmp_path / "work",
+        "DATA_DIR": tmp_path / "data",
+    }
+    (tmp_path / "data").mkdir()
+    return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def enqueue_only(monkeypatch):
+    """Tasks go to the ORM queue like in production; tests drive the worker explicitly."""
+    monkeypatch.setattr(Conf, "SYNC", False)
+
+
+@pytest.fixture(scope="session")
+def catalogue() -> list[dict]:
+    return installed_workflows()
+
+
+@pytest.fixture
+def workflows(db, catalogue):
+    sync(catalogue)
+
+
+@pytest.fixture
+def alice(db) -> User:
+    return User.objects.create_user("alice", password="alice-password")
+
+
+@pytest.fixture
+def bob(db) -> User:
+    return User.objects.create_user("bob", password="bob-password")
+
+
+@pytest.fixture
+def charlie(db) -> User:
+    return User.objects.create_user("charlie", password="charlie-password", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def api(alice) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=alice).key}")
+    return client
+
+
+@pytest.fixture(scope="session")
+def dataset(tmp_path_factory) -> dict[str, Path]:
+    """A small synthetic card-fraud dataset (a year of charges plus merchants), written once."""
+    return demo.write_dataset(tmp_path_factory.mktemp("dataset"), n_rows=DATASET_ROWS, seed=3)
+
+
+@pytest.fixture
+def fraud_request(dataset) -> dict:
+    request = demo.demo_request(dataset["charges"], dataset["merchants"])
+    request["train"]["custom_params"] = {"max_iter": 30}
+    return copy.deepcopy(request)
+
+
+def wait_for_terminal(run: Run, reconcile, timeout: float = 60.0) -> Run:
+    """Drive the worker's reconcile pass until the run ends."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        reconcile()
+        run.refresh_from_db()
+        if run.state.is_terminal:
+            return run
+        time.sleep(0.2)
+    raise AssertionError(f"run {run.pk} still {run.status} after {timeout}s")

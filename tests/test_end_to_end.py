@@ -1,0 +1,142 @@
+"""A run submitted over HTTP, launched by the worker, trained by the real trainer subprocess."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import requests
+from django.conf import settings
+from django.db import connection
+from rest_framework.authtoken.models import Token
+from sklearn.metrics import roc_auc_score
+
+from tests.conftest import wait_for_terminal
+from training import worker
+from training.models import Run
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+def expected_rows(charges: Path) -> tuple[int, int]:
+    """Training and holdout rows of the demo request, computed from the data itself."""
+    frame = pd.read_parquet(charges)
+    frame = frame[(frame["amount"] >= 1) & frame["is_fraud"].notna()]
+    train = frame[(frame["created_at"] >= "2025-11-01") & (frame["created_at"] < "2026-10-01")]
+    holdout = frame[(frame["created_at"] >= "2026-10-01") & (frame["created_at"] < "2026-11-01")]
+    return len(train), len(holdout)
+
+
+def submit_over_http(live_server, user, request: dict) -> int:
+    token = Token.objects.create(user=user).key
+    response = requests.post(
+        f"{live_server.url}/api/v1/runs", json=request, headers={"Authorization": f"Token {token}"}, timeout=30
+    )
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def test_it_trains_evaluates_and_stores_a_run(live_server, alice, workflows, fraud_request, dataset):
+    run = Run.objects.get(pk=submit_over_http(live_server, alice, fraud_request))
+
+    run = wait_for_terminal(run, worker.reconcile)
+
+    assert run.status == "succeeded", run.failure_reason
+    assert [e.new_status for e in run.events.all()] == ["queued", "submitted", "running", "succeeded"]
+    store_dir = Path(run.artifact_uri.removeprefix("file://"))
+    scores = pd.read_parquet(store_dir / "holdout_scores.parquet")
+    assert run.metrics["roc_auc"] == pytest.approx(roc_auc_score(scores["label"], scores["score"]), abs=1e-12)
+    train_rows, holdout_rows = expected_rows(dataset["charges"])
+    assert run.data_summary["train_rows"] == train_rows
+    assert run.data_summary["holdout_rows"] == holdout_rows == len(scores)
+    assert scores["created_at"].min() >= pd.Timestamp("2026-10-01")
+    artifacts = {a.name: a for a in run.artifacts.all()}
+    assert set(artifacts) == {
+        "spec.json",
+        "model.joblib",
+        "metadata.json",
+        "metrics.json",
+        "evaluation.json",
+        "holdout_scores.parquet",
+        "log.txt",
+    }
+    log = (store_dir / "log.txt").read_text()
+    assert "stage=serialize done" in log
+
+    token = Token.objects.get(user=alice).key
+    detail = requests.get(
+        f"{live_server.url}/api/v1/runs/{run.pk}", headers={"Authorization": f"Token {token}"}, timeout=30
+    ).json()
+    download = next(a for a in detail["artifacts"] if a["name"] == "holdout_scores.parquet")
+    fetched = requests.get(download["download_url"], headers={"Authorization": f"Token {token}"}, timeout=30)
+    assert fetched.status_code == 200
+    assert pd.read_parquet(io.BytesIO(fetched.content)).equals(scores)
+    assert requests.get(download["download_url"], timeout=30).status_code == 401
+    logs = requests.get(
+        f"{live_server.url}/api/v1/runs/{run.pk}/logs?tail=3", headers={"Authorization": f"Token {token}"}, timeout=30
+    ).json()
+    assert logs["log"].count("\n") == 3
+    assert "finished" in logs["log"]
+
+
+def test_it_fails_a_run_whose_data_cannot_train_with_the_trainers_reason(alice, workflows, fraud_request):
+    from training import services
+
+    fraud_request["data"]["filters"].append({"feature_name": "amount", "predicate": "Gt", "feature_value": 10**9})
+    run, _ = services.submit(alice, fraud_request)
+
+    run = wait_for_terminal(run, worker.reconcile)
+
+    assert run.status == "failed"
+    assert run.failure_reason.startswith("bad data: no rows left after applying the date range and filters")
+    assert {"log.txt", "error.json", "spec.json"} <= set(run.artifacts.values_list("name", flat=True))
+
+
+def worker_env(tmp_path: Path) -> dict[str, str]:
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        url = f"sqlite:///{db['NAME']}"
+    else:
+        url = f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    return {
+        **os.environ,
+        "DATABASE_URL": url,
+        "RAILYARD_ARTIFACT_STORE": settings.RAILYARD["ARTIFACT_STORE"],
+        "RAILYARD_WORK_DIR": str(settings.RAILYARD["WORK_DIR"]),
+        "RAILYARD_DATA_DIR": str(settings.RAILYARD["DATA_DIR"]),
+        "RAILYARD_RECONCILE_INTERVAL": "1",
+        "RAILYARD_WORKER_PROCESSES": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def test_the_worker_process_runs_a_submitted_run_and_stops_on_sigterm(
+    live_server, alice, workflows, fraud_request, tmp_path
+):
+    log = open(tmp_path / "worker.log", "w+")  # noqa: SIM115 - read after the process ends
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "run_worker"],
+        cwd=settings.BASE_DIR,
+        env=worker_env(tmp_path),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        run = Run.objects.get(pk=submit_over_http(live_server, alice, fraud_request))
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not run.state.is_terminal:
+            time.sleep(0.3)
+            run.refresh_from_db()
+        assert run.status == "succeeded", (run.failure_reason, (tmp_path / "worker.log").read_text())
+        assert run.metrics["roc_auc"] > 0.5
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=30)
+    assert code == 0, (tmp_path / "worker.log").read_text()

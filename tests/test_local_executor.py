@@ -1,0 +1,172 @@
+"""The local executor: a process per run, a concurrency limit, cancel, and crashes of either side.
+
+Tests that must catch the trainer mid-run replace the trainer command with a process that
+sleeps, so that timing does not depend on how fast a model trains; the executor cannot tell
+the difference, and the supervisor, process group and worker are the real ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import wait_for_terminal
+from training import executors, services, worker
+from training.executors.local import LocalExecutor
+from training.models import Run
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("workflows")]
+
+SLEEPER = [sys.executable, "-c", "import time; print('training', flush=True); time.sleep(120)"]
+
+
+@pytest.fixture
+def sleeping_trainer(settings):
+    settings.RAILYARD = {**settings.RAILYARD, "TRAINER_COMMAND": SLEEPER}
+
+
+@pytest.fixture(autouse=True)
+def fresh_executor():
+    executors._instances.clear()
+    yield
+    executors._instances.clear()
+
+
+def children(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    return state != "Z"
+
+
+def wait_until(predicate, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached")
+
+
+def running_run(alice, fraud_request) -> tuple[Run, int]:
+    """A launched run and the pid of its trainer process."""
+    run, _ = services.submit(alice, fraud_request)
+    worker.reconcile()
+    run.refresh_from_db()
+    assert run.status == "running"
+    supervisor = run.job_handle["pid"]
+    log = Path(run.job_handle["work_dir"]) / "log.txt"
+    wait_until(lambda: children(supervisor) and "training" in log.read_text())
+    return run, children(supervisor)[0]
+
+
+def test_a_killed_trainer_fails_the_run_with_a_reason(alice, fraud_request, sleeping_trainer):
+    run, trainer = running_run(alice, fraud_request)
+
+    os.kill(trainer, signal.SIGKILL)
+    run = wait_for_terminal(run, worker.reconcile)
+
+    assert run.status == "failed"
+    assert run.failure_reason == "the trainer was killed by SIGKILL (the machine may have run out of memory)"
+    assert run.artifacts.get(name="log.txt").size == len("training\n")
+
+
+def test_a_run_whose_processes_vanished_with_the_worker_is_failed(alice, fraud_request, sleeping_trainer):
+    run, _ = running_run(alice, fraud_request)
+
+    # The machine restarts: supervisor and trainer die together, and a new worker process starts.
+    os.killpg(run.job_handle["pid"], signal.SIGKILL)
+    wait_until(lambda: not alive(run.job_handle["pid"]))
+    executors._instances.clear()
+    worker.reconcile()
+
+    run.refresh_from_db()
+    assert run.status == "failed"
+    assert "disappeared without recording an exit code" in run.failure_reason
+    assert run.events.last().reason == run.failure_reason
+
+
+def test_a_restarted_worker_adopts_a_trainer_that_is_still_running(alice, fraud_request):
+    run, _ = services.submit(alice, fraud_request)
+    worker.reconcile()
+    executors._instances.clear()  # the worker restarts; the trainer runs on in its own session
+
+    run = wait_for_terminal(run, worker.reconcile)
+
+    assert run.status == "succeeded", run.failure_reason
+    assert run.events.filter(new_status="submitted").count() == 1
+
+
+def test_cancel_stops_a_running_trainer(
+    alice, fraud_request, sleeping_trainer, monkeypatch, django_capture_on_commit_callbacks
+):
+    from django_q.conf import Conf
+
+    run, trainer = running_run(alice, fraud_request)
+    monkeypatch.setattr(Conf, "SYNC", True)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.cancel(run, actor="alice")
+
+    assert not alive(trainer)
+    run.refresh_from_db()
+    assert run.status == "cancelled"
+    exit_file = Path(run.job_handle["work_dir"]) / "exit.json"
+    assert json.loads(exit_file.read_text()) == {"exit_code": -signal.SIGTERM}
+    worker.reconcile()
+    run.refresh_from_db()
+    assert run.status == "cancelled"  # terminal: a later reconcile does not touch it
+
+
+def test_it_launches_no_more_than_the_concurrency_limit(alice, fraud_request, sleeping_trainer, settings):
+    settings.RAILYARD = {**settings.RAILYARD, "LOCAL_CONCURRENCY": 1}
+    first, _ = services.submit(alice, fraud_request)
+    second, _ = services.submit(alice, fraud_request)
+
+    worker.reconcile()
+    worker.reconcile()
+    statuses = dict(Run.objects.values_list("pk", "status"))
+    assert statuses == {first.pk: "running", second.pk: "queued"}
+
+    first.refresh_from_db()
+    services.cancel(first, actor="alice")
+    LocalExecutor().cancel(first)
+    worker.reconcile()
+    second.refresh_from_db()
+    assert second.status == "running"  # launched and observed in the same pass
+    LocalExecutor().cancel(second)
+
+
+def test_launching_twice_adopts_the_first_process(alice, fraud_request, sleeping_trainer):
+    run, _ = services.submit(alice, fraud_request)
+    executor = LocalExecutor()
+    first = executor.launch(run)
+    second = LocalExecutor().launch(run)
+    assert first == second
+    run.job_handle = first
+    executor.cancel(run)
+    assert not alive(first["pid"])
+
+
+def test_a_run_over_its_time_limit_is_stopped_and_failed(alice, fraud_request, sleeping_trainer, settings):
+    run, trainer = running_run(alice, fraud_request)
+    settings.RAILYARD = {**settings.RAILYARD, "RUN_TIMEOUT_SECONDS": 0}
+
+    worker.reconcile()
+
+    run.refresh_from_db()
+    assert run.status == "failed"
+    assert run.failure_reason == "the run exceeded its time limit of 0 seconds"
+    assert not alive(trainer)

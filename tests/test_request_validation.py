@@ -1,0 +1,226 @@
+"""Every request that cannot train is refused with 400, naming each bad field."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from training.models import Run
+
+pytestmark = pytest.mark.usefixtures("workflows")
+
+
+def post(api, body: bytes | str, **headers):
+    return api.post("/api/v1/runs", data=body, content_type="application/json", **headers)
+
+
+def source(request: dict, i: int = 0) -> dict:
+    return request["data"]["features"][i]
+
+
+def holdout(request: dict) -> dict:
+    return request["data"]["holdout_sampling"]
+
+
+CASES = {
+    "unknown workflow": (
+        lambda r: r["train"].update(workflow_name="xgboost_magic"),
+        "train.workflow_name",
+        "Unknown workflow 'xgboost_magic'",
+    ),
+    "label not among the names": (
+        lambda r: r["train"].update(label="is_fraudulent"),
+        "train.label",
+        "'is_fraudulent' is not among the feature sources' names",
+    ),
+    "classifier feature not among the names": (
+        lambda r: r["train"]["classifier_features"].append("ip_address"),
+        "train.classifier_features",
+        "'ip_address' not among the feature sources' names",
+    ),
+    "label used as a feature": (
+        lambda r: r["train"]["classifier_features"].append("is_fraud"),
+        "train.classifier_features",
+        "cannot also be a feature",
+    ),
+    "date range start not before end": (
+        lambda r: r["data"].update(date_range={"start": "2026-11-01", "end": "2026-01-01"}),
+        "data.date_range.start",
+        "must be before the end",
+    ),
+    "date range with an empty span": (
+        lambda r: r["data"].update(date_range={"start": "2026-01-01", "end": "2026-01-01"}),
+        "data.date_range.start",
+        "must be before the end",
+    ),
+    "date that is not a date": (
+        lambda r: r["data"].update(date_range={"start": "last tuesday", "end": "2026-01-01"}),
+        "data.date_range.start",
+        "is not a date",
+    ),
+    "holdout range outside the date range": (
+        lambda r: holdout(r).update(date_range={"start": "2026-10-01", "end": "2026-12-01"}),
+        "data.holdout_sampling.date_range",
+        "must lie inside the date range",
+    ),
+    "holdout range before the date range": (
+        lambda r: holdout(r).update(date_range={"start": "2025-01-01", "end": "2025-02-01"}),
+        "data.holdout_sampling.date_range",
+        "must lie inside the date range",
+    ),
+    "DATE_RANGE holdout without a range": (
+        lambda r: holdout(r).pop("date_range"),
+        "data.holdout_sampling.date_range",
+        "DATE_RANGE needs the holdout's date_range",
+    ),
+    "unknown sampling function": (
+        lambda r: holdout(r).update(sampling_function="KFOLD"),
+        "data.holdout_sampling.sampling_function",
+        "Unknown sampling function 'KFOLD'",
+    ),
+    "random fraction out of range": (
+        lambda r: r["data"].update(holdout_sampling={"sampling_function": "RANDOM", "fraction": 1.5}),
+        "data.holdout_sampling.fraction",
+        "between 0 and 1",
+    ),
+    "unknown predicate": (
+        lambda r: r["data"]["filters"][0].update(predicate="Between"),
+        "data.filters[0].predicate",
+        "Unknown predicate 'Between'",
+    ),
+    "IsIn with a scalar": (
+        lambda r: r["data"]["filters"].append({"feature_name": "country", "predicate": "IsIn", "feature_value": "US"}),
+        "data.filters[1].feature_value",
+        "IsIn needs a non-empty list",
+    ),
+    "comparison with a list": (
+        lambda r: r["data"]["filters"][0].update(feature_value=[1, 2]),
+        "data.filters[0].feature_value",
+        "GtEq needs a number or a date string",
+    ),
+    "IsNull with a value": (
+        lambda r: r["data"]["filters"].append({"feature_name": "country", "predicate": "IsNull", "feature_value": 3}),
+        "data.filters[1].feature_value",
+        "IsNull takes no value",
+    ),
+    "filter on an unknown feature": (
+        lambda r: r["data"]["filters"][0].update(feature_name="amount_usd"),
+        "data.filters[0].feature_name",
+        "'amount_usd' is not among",
+    ),
+    "unknown source": (
+        lambda r: source(r).update(source="ftp"),
+        "data.features[0].source",
+        "Unknown source 'ftp'",
+    ),
+    "unknown format": (
+        lambda r: source(r).update(format="xlsx"),
+        "data.features[0].format",
+        "Unknown format 'xlsx'",
+    ),
+    "file that does not exist": (
+        lambda r: source(r).update(path="/nonexistent/charges.parquet"),
+        "data.features[0].path",
+        "No file at /nonexistent/charges.parquet",
+    ),
+    "date column not among the names": (
+        lambda r: source(r).update(date_column="captured_at"),
+        "data.features[0].date_column",
+        "'captured_at' is not among this source's names",
+    ),
+    "second source without a join key": (
+        lambda r: source(r, 1).pop("join_on"),
+        "data.features[1].join_on",
+        "need the key to join them on",
+    ),
+    "unknown compute resource": (
+        lambda r: r.update(compute_resource="tpu"),
+        "compute_resource",
+        "Unknown compute resource 'tpu'",
+    ),
+    "custom_params that are not an object": (
+        lambda r: r["train"].update(custom_params=[1, 2]),
+        "train.custom_params",
+        "Must be a JSON object",
+    ),
+    "unknown top-level field": (
+        lambda r: r.update(labels="is_fraud"),
+        "labels",
+        "Unknown field",
+    ),
+    "missing train section": (
+        lambda r: r.pop("train"),
+        "train",
+        "This field is required",
+    ),
+    "project that is not a slug": (
+        lambda r: r.update(project="fraud models/2026"),
+        "project",
+        "letters, digits",
+    ),
+    "empty features list": (
+        lambda r: r["data"].update(features=[]),
+        "data.features",
+        "This field is required",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
+def test_it_refuses_a_request_that_cannot_train(api, fraud_request, case):
+    mutate, path, message = CASES[case]
+    mutate(fraud_request)
+
+    response = post(api, json.dumps(fraud_request))
+
+    assert response.status_code == 400
+    errors = response.json()["errors"]
+    assert path in errors, errors
+    assert any(message in m for m in errors[path]), errors[path]
+    assert Run.objects.count() == 0
+
+
+def test_it_names_every_bad_field_at_once(api, fraud_request):
+    fraud_request["train"]["workflow_name"] = "nope"
+    fraud_request["train"]["label"] = "nope"
+    fraud_request["compute_resource"] = "tpu"
+    fraud_request["data"]["filters"][0]["predicate"] = "Like"
+
+    errors = post(api, json.dumps(fraud_request)).json()["errors"]
+
+    assert {"train.workflow_name", "train.label", "compute_resource", "data.filters[0].predicate"} <= set(errors)
+
+
+def test_it_passes_custom_params_through_untouched(api, fraud_request):
+    params = {"max_iter": 5, "my_team_setting": {"nested": [1, "two", None]}, "weird key!": True}
+    fraud_request["train"]["custom_params"] = params
+    run = Run.objects.get(pk=post(api, json.dumps(fraud_request)).json()["id"])
+    assert run.spec["train"]["custom_params"] == params
+
+
+def test_it_refuses_an_empty_body(api):
+    response = post(api, b"")
+    assert response.status_code == 400
+    assert "empty" in response.json()["errors"]["body"][0]
+
+
+def test_it_refuses_a_body_that_is_not_json(api):
+    response = post(api, b"{'user': 'ada',")
+    assert response.status_code == 400
+    assert "not valid JSON" in response.json()["errors"]["body"][0]
+
+
+def test_it_refuses_a_body_that_is_not_an_object(api):
+    response = post(api, b"[1, 2, 3]")
+    assert response.status_code == 400
+    assert response.json()["errors"]["body"] == ["Must be a JSON object."]
+
+
+def test_it_refuses_an_oversized_body(api, fraud_request, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 2048
+    fraud_request["model_description"] = "x" * 4096
+    response = post(api, json.dumps(fraud_request))
+    assert response.status_code == 400
+    assert "too large" in response.json()["detail"]
+    assert Run.objects.count() == 0
