@@ -54,7 +54,7 @@ def env_list(name: str, default: list[str]) -> list[str]:
 
 
 def database_from_url(url: str) -> dict:
-    """A DATABASES entry from `postgres://user:pass@host:port/name` or `sqlite:///path`."""
+    """A DATABASES entry from `postgres://user:pass@host:port/name` or `sqlite:////abs/path.db`."""
     from urllib.parse import unquote, urlparse
 
     parsed = urlparse(url)
@@ -70,7 +70,8 @@ def database_from_url(url: str) -> dict:
             "CONN_HEALTH_CHECKS": True,
         }
     if parsed.scheme == "sqlite":
-        return sqlite_database(Path(unquote(parsed.path)))
+        # sqlite:///relative.db and sqlite:////absolute/path.db, as dj-database-url reads them.
+        return sqlite_database(Path(unquote(parsed.path)[1:]))
     raise ImproperlyConfigured(f"DATABASE_URL scheme {parsed.scheme!r} is not supported (postgres, sqlite)")
 
 

@@ -97,3 +97,19 @@ def wait_for_terminal(run: Run, reconcile, timeout: float = 60.0) -> Run:
             return run
         time.sleep(0.2)
     raise AssertionError(f"run {run.pk} still {run.status} after {timeout}s")
+
+
+@pytest.fixture
+def trained_run(alice, workflows, fraud_request) -> Run:
+    """A succeeded run whose artifacts the real trainer wrote (in this process, for speed)."""
+    from railyard_trainer import train
+    from railyard_trainer.storage import open_store
+    from training import services, states, worker
+
+    run, _ = services.submit(alice, fraud_request)
+    states.mark_submitted(run, {}, "local")
+    states.mark_running(run)
+    train.run(run.spec, open_store(run.artifact_uri))
+    assert worker.finish_succeeded(run)
+    run.refresh_from_db()
+    return run

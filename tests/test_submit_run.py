@@ -175,7 +175,8 @@ def test_it_paginates_the_run_list(api, alice, fraud_request):
     make_runs(alice, fraud_request, 3)
     first = api.get("/api/v1/runs", {"page_size": 2}).json()
     second = api.get(first["next"]).json()
-    assert len(first["results"]) == 2 and len(second["results"]) == 1
+    assert len(first["results"]) == 2
+    assert len(second["results"]) == 1
     assert second["next"] is None
 
 

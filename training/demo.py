@@ -56,14 +56,14 @@ def charges(
 
     year_fraction = seconds / (days * 86_400)
     logit = (
-        -6.0
+        -6.4
         + 1.1 * year_fraction  # fraud drifts upwards through the year
-        + 0.9 * np.log1p(amount / 100)
-        + np.vectorize(COUNTRY_RISK.get)(country)
-        + np.vectorize(CATEGORY_RISK.get)(category)
-        - 1.4 * card_present
+        + 1.4 * np.log1p(amount / 100)
+        + 1.6 * np.vectorize(COUNTRY_RISK.get)(country)
+        + 1.5 * np.vectorize(CATEGORY_RISK.get)(category)
+        - 1.8 * card_present
         + 0.7 * ((hour <= 4) | (hour >= 23))
-        + 1.3 * (customer_age_days < 30)
+        + 2.0 * (customer_age_days < 30)
     )
     is_fraud = rng.random(n_rows) < 1 / (1 + np.exp(-logit))
 

@@ -69,7 +69,8 @@ def evaluate_binary(estimator: Any, X: pd.DataFrame, y: pd.Series, seed: int) ->
     positive = classes[1]
     if y.nunique() < 2:
         raise BadDataError(
-            f"label {y.name!r} has a single class ({plain(y.iloc[0])!r}) in the holdout; binary metrics need both classes"
+            f"label {y.name!r} has a single class ({plain(y.iloc[0])!r}) in the holdout; "
+            "binary metrics need both classes"
         )
     truth = (y == positive).to_numpy().astype(int)
     score = estimator.predict_proba(X)[:, 1]

@@ -1,0 +1,55 @@
+"""Settings come from the environment; bad values stop start-up with a message naming them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from railyard_site.env import database_from_url, env_bool, env_int, env_list, env_str
+
+
+def test_it_reads_booleans_and_refuses_nonsense(monkeypatch):
+    monkeypatch.setenv("FLAG", "yes")
+    assert env_bool("FLAG", False) is True
+    monkeypatch.setenv("FLAG", "0")
+    assert env_bool("FLAG", True) is False
+    monkeypatch.setenv("FLAG", "maybe")
+    with pytest.raises(ImproperlyConfigured, match="FLAG='maybe' is not a boolean"):
+        env_bool("FLAG", False)
+
+
+def test_it_reads_integers_with_a_minimum(monkeypatch):
+    assert env_int("RAILYARD_TEST_UNSET", 4) == 4
+    monkeypatch.setenv("N", "x")
+    with pytest.raises(ImproperlyConfigured, match="N='x' is not an integer"):
+        env_int("N", 1)
+    monkeypatch.setenv("N", "0")
+    with pytest.raises(ImproperlyConfigured, match="N=0 must be at least 1"):
+        env_int("N", 1, minimum=1)
+
+
+def test_it_reads_secrets_from_files(monkeypatch, tmp_path):
+    (tmp_path / "key").write_text("s3cret\n")
+    monkeypatch.setenv("SECRET_KEY_FILE", str(tmp_path / "key"))
+    assert env_str("SECRET_KEY") == "s3cret"
+    monkeypatch.setenv("SECRET_KEY_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ImproperlyConfigured, match="SECRET_KEY_FILE=.* cannot be read"):
+        env_str("SECRET_KEY")
+
+
+def test_it_reads_lists(monkeypatch):
+    monkeypatch.setenv("HOSTS", "a.example, b.example,")
+    assert env_list("HOSTS", []) == ["a.example", "b.example"]
+
+
+def test_it_parses_database_urls(tmp_path):
+    pg = database_from_url("postgres://rail:p%40ss@db.internal:6543/railyard")
+    assert (pg["ENGINE"], pg["NAME"], pg["USER"], pg["PASSWORD"], pg["HOST"], pg["PORT"]) == (
+        "django.db.backends.postgresql", "railyard", "rail", "p@ss", "db.internal", "6543")
+    lite = database_from_url(f"sqlite:///{tmp_path}/x/db.sqlite3")
+    assert lite["NAME"] == Path(f"{tmp_path}/x/db.sqlite3")
+    assert (tmp_path / "x").is_dir()
+    with pytest.raises(ImproperlyConfigured, match="scheme 'mysql' is not supported"):
+        database_from_url("mysql://x/y")
