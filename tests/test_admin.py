@@ -17,8 +17,9 @@ def operator(client, charlie):
 
 
 def act(client, action: str, runs: list[Run], **extra):
-    return client.post("/admin/training/run/", {"action": action, "_selected_action": [r.pk for r in runs], **extra},
-                       follow=True)
+    return client.post(
+        "/admin/training/run/", {"action": action, "_selected_action": [r.pk for r in runs], **extra}, follow=True
+    )
 
 
 def test_cancelling_from_the_admin_leaves_an_event(operator, alice, fraud_request):

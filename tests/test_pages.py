@@ -22,14 +22,26 @@ def browser(client, alice):
 
 def form_data(dataset) -> dict:
     return {
-        "project": "fraud", "model_description": "from the form", "compute_resource": "cpu",
-        "source_path": str(dataset["charges"]), "source_format": "parquet",
-        "names": "created_at, amount, country, card_type, is_fraud", "date_column": "created_at",
-        "extra_sources": "", "date_start": "2025-11-01", "date_end": "2026-11-01",
+        "project": "fraud",
+        "model_description": "from the form",
+        "compute_resource": "cpu",
+        "source_path": str(dataset["charges"]),
+        "source_format": "parquet",
+        "names": "created_at, amount, country, card_type, is_fraud",
+        "date_column": "created_at",
+        "extra_sources": "",
+        "date_start": "2025-11-01",
+        "date_end": "2026-11-01",
         "filters": '[{"feature_name": "amount", "predicate": "GtEq", "feature_value": 1}]',
-        "sampling_function": "DATE_RANGE", "holdout_start": "2026-10-01", "holdout_end": "2026-11-01",
-        "fraction": "", "seed": "", "workflow_name": "logistic_regression", "label": "is_fraud",
-        "classifier_features": "amount, country, card_type", "custom_params": '{"C": 0.5}',
+        "sampling_function": "DATE_RANGE",
+        "holdout_start": "2026-10-01",
+        "holdout_end": "2026-11-01",
+        "fraction": "",
+        "seed": "",
+        "workflow_name": "logistic_regression",
+        "label": "is_fraud",
+        "classifier_features": "amount, country, card_type",
+        "custom_params": '{"C": 0.5}',
     }
 
 
@@ -87,9 +99,12 @@ def test_the_launch_form_queues_a_run(browser, alice, dataset):
     assert response.status_code == 302
     assert response["Location"] == f"/runs/{run.pk}"
     assert run.owner == alice
-    assert run.request["train"] == {"workflow_name": "logistic_regression", "label": "is_fraud",
-                                    "classifier_features": ["amount", "country", "card_type"],
-                                    "custom_params": {"C": 0.5}}
+    assert run.request["train"] == {
+        "workflow_name": "logistic_regression",
+        "label": "is_fraud",
+        "classifier_features": ["amount", "country", "card_type"],
+        "custom_params": {"C": 0.5},
+    }
     assert run.request["data"]["holdout_sampling"]["date_range"] == {"start": "2026-10-01", "end": "2026-11-01"}
 
 
@@ -100,8 +115,9 @@ def test_the_launch_form_shows_errors_beside_their_fields(browser, dataset):
 
     html = response.content.decode()
     assert response.status_code == 400
-    assert field_errors(html, "custom_params") == ["Not valid JSON: Expecting property name enclosed in double "
-                                                   "quotes: line 1 column 2 (char 1)."]
+    assert field_errors(html, "custom_params") == [
+        "Not valid JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)."
+    ]
     assert Run.objects.count() == 0
 
 
@@ -121,8 +137,14 @@ def test_the_run_page_draws_every_evaluation_chart(browser, trained_run):
     assert '<script src="/vendor/plotly.min.js"></script>' in html
     chart_ids = re.findall(r'<div id="(chart-\d+)" class="plotly-graph-div"', html)
     assert len(chart_ids) == 6
-    for title in ("ROC curve", "recall curve", "Scores by class", "Calibration", "Confusion matrix",
-                  "Feature importance"):
+    for title in (
+        "ROC curve",
+        "recall curve",
+        "Scores by class",
+        "Calibration",
+        "Confusion matrix",
+        "Feature importance",
+    ):
         assert title in html
     assert "<th>roc_auc</th>" in html
     assert f'href="/api/v1/runs/{trained_run.pk}/artifacts/model.joblib"' in html
@@ -169,3 +191,9 @@ def test_plotly_is_served_without_a_cdn(client):
 
 def test_the_health_check_answers(client):
     assert client.get("/healthz").content == b"ok"
+
+
+def test_the_stylesheet_is_served_by_the_app(client):
+    response = client.get("/static/railyard.css")
+    assert response.status_code == 200
+    assert b".badge" in b"".join(response.streaming_content)

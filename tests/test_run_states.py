@@ -34,7 +34,11 @@ def test_it_walks_a_run_through_its_life_with_an_event_per_step(run):
     assert run.metrics == {"roc_auc": 0.9}
     assert run.submitted_at <= run.started_at <= run.finished_at
     assert list(run.events.values_list("old_status", "new_status")) == [
-        ("", "queued"), ("queued", "submitted"), ("submitted", "running"), ("running", "succeeded")]
+        ("", "queued"),
+        ("queued", "submitted"),
+        ("submitted", "running"),
+        ("running", "succeeded"),
+    ]
 
 
 def test_it_refuses_a_move_the_table_does_not_allow(run):

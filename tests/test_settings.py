@@ -47,7 +47,13 @@ def test_it_reads_lists(monkeypatch):
 def test_it_parses_database_urls(tmp_path):
     pg = database_from_url("postgres://rail:p%40ss@db.internal:6543/railyard")
     assert (pg["ENGINE"], pg["NAME"], pg["USER"], pg["PASSWORD"], pg["HOST"], pg["PORT"]) == (
-        "django.db.backends.postgresql", "railyard", "rail", "p@ss", "db.internal", "6543")
+        "django.db.backends.postgresql",
+        "railyard",
+        "rail",
+        "p@ss",
+        "db.internal",
+        "6543",
+    )
     lite = database_from_url(f"sqlite:///{tmp_path}/x/db.sqlite3")
     assert lite["NAME"] == Path(f"{tmp_path}/x/db.sqlite3")
     assert (tmp_path / "x").is_dir()
