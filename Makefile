@@ -19,9 +19,7 @@ run: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py demo
 	$(BIN)/python manage.py collectstatic --noinput -v0
-	@trap 'kill 0' INT TERM EXIT; \
-	  $(BIN)/python manage.py run_worker & \
-	  $(BIN)/python manage.py runserver --noreload 127.0.0.1:8000
+	$(BIN)/python manage.py run_local 127.0.0.1:8000
 
 ## test: set up, then run the whole suite (SQLite, or PostgreSQL when DATABASE_URL is set)
 test: $(STAMP)

@@ -140,3 +140,36 @@ def test_the_worker_process_runs_a_submitted_run_and_stops_on_sigterm(
         process.send_signal(signal.SIGTERM)
         code = process.wait(timeout=30)
     assert code == 0, (tmp_path / "worker.log").read_text()
+
+
+def test_run_local_serves_the_dashboard_and_stops_with_its_worker_on_ctrl_c(db, tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(tmp_path / "run_local.log", "w+")  # noqa: SIM115 - read after the process ends
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "run_local", f"127.0.0.1:{port}"],
+        cwd=settings.BASE_DIR,
+        env=worker_env(tmp_path),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).text == "ok":
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        else:
+            raise AssertionError((tmp_path / "run_local.log").read_text())
+        worker_pids = [int(p) for p in Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()]
+        assert len(worker_pids) == 1
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+    assert not Path(f"/proc/{worker_pids[0]}").exists()  # run_local waited for its worker before exiting
+    assert "Railyard stopped." in (tmp_path / "run_local.log").read_text()

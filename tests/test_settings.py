@@ -35,7 +35,7 @@ def test_it_reads_secrets_from_files(monkeypatch, tmp_path):
     monkeypatch.setenv("SECRET_KEY_FILE", str(tmp_path / "key"))
     assert env_str("SECRET_KEY") == "s3cret"
     monkeypatch.setenv("SECRET_KEY_FILE", str(tmp_path / "missing"))
-    with pytest.raises(ImproperlyConfigured, match="SECRET_KEY_FILE=.* cannot be read"):
+    with pytest.raises(ImproperlyConfigured, match=r"SECRET_KEY_FILE=.* cannot be read"):
         env_str("SECRET_KEY")
 
 

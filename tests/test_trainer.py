@@ -5,19 +5,23 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import joblib
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.ensemble import ExtraTreesClassifier
 from sklearn.metrics import roc_auc_score
+from sklearn.pipeline import Pipeline
 
 from railyard_trainer import cli, data, holdout, train
 from railyard_trainer.errors import EXIT_BAD_DATA, EXIT_CRASH, BadDataError
 from railyard_trainer.spec import TrainSpec
 from railyard_trainer.storage import FileStore, sha256_hex
-from railyard_trainer.workflows import get_workflow
+from railyard_trainer.workflows import Workflow, get_workflow, registry
+from railyard_trainer.workflows.builtin import ordinal_preprocessor
 
 
 def spec_dict(path: Path, **overrides) -> dict:
@@ -360,3 +364,36 @@ def test_the_store_writes_files_whole(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temporary file left behind
     with pytest.raises(ValueError, match="invalid artifact name"):
         store.put("../escape", b"", "text/plain")
+
+
+class ExtraTreesWorkflow(Workflow):
+    """The README's example of a team's own workflow."""
+
+    name = "extra_trees"
+    task = "classification"
+    default_params = {"n_estimators": 50}
+
+    def train(self, training_dataframe, holdout_dataframe):
+        params = {**self.default_params, **self.custom_params}
+        model = Pipeline(
+            [
+                ("preprocess", ordinal_preprocessor(training_dataframe, self.classifier_features)),
+                ("model", ExtraTreesClassifier(random_state=self.seed, **params)),
+            ]
+        )
+        return model.fit(training_dataframe[self.classifier_features], training_dataframe[self.label])
+
+
+def test_a_workflow_registered_through_entry_points_is_found_and_trained(tmp_path, small, monkeypatch):
+    entry = EntryPoint("extra_trees", f"{__name__}:ExtraTreesWorkflow", registry.GROUP)
+    monkeypatch.setattr(registry, "entry_points", lambda group: [entry])
+    raw = spec_dict(small)
+    raw["train"]["workflow_name"] = "extra_trees"
+    raw["train"]["custom_params"] = {"n_estimators": 20}
+
+    metrics = train.run(raw, FileStore(tmp_path / "out"))
+
+    assert [w["name"] for w in registry.catalogue()] == ["extra_trees"]
+    model = joblib.load(tmp_path / "out" / "model.joblib")
+    assert model.named_steps["model"].n_estimators == 20
+    assert 0 <= metrics["roc_auc"] <= 1

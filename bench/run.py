@@ -1,0 +1,137 @@
+"""Railyard's benchmarks: `make bench`. Results go to stdout; record them in docs/PERFORMANCE.md.
+
+- trainer: the demo request on 1M synthetic charges (wall time, peak memory of the trainer process)
+- launch latency: queued → submitted with an idle `run_worker` (cluster + reconcile loop)
+- API: submitting runs, and the first page of the run list with 100k runs in the table
+Everything runs against a throwaway SQLite database and artifact store under a temporary folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VAR = Path(tempfile.mkdtemp(prefix="railyard-bench-"))
+os.environ.update(RAILYARD_VAR_DIR=str(VAR), DJANGO_SETTINGS_MODULE="railyard_site.settings", LOG_LEVEL="WARNING")
+(VAR / "static").mkdir()
+os.environ.pop("DATABASE_URL", None)
+sys.path.insert(0, str(ROOT))
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.contrib.auth.models import User  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from rest_framework.test import APIClient  # noqa: E402
+
+from training import demo, services  # noqa: E402
+from training.models import Run, RunEvent  # noqa: E402
+
+
+def bench_trainer(rows: int) -> dict:
+    paths = demo.write_dataset(VAR / "bench-data", n_rows=rows)
+    spec = {**demo.demo_request(paths["charges"], paths["merchants"]), "run_id": "bench"}
+    spec_file = VAR / "spec.json"
+    spec_file.write_text(json.dumps(spec))
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "railyard_trainer", "train", "--spec", str(spec_file), "--out", f"file://{VAR}/out"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    wall = time.perf_counter() - started
+    stages = {
+        line.split("stage=")[1].split()[0]: float(line.split("duration=")[1].split("s")[0])
+        for line in result.stdout.splitlines()
+        if " done duration=" in line
+    }
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"rows": rows, "wall_s": round(wall, 2), "peak_rss_mb": round(peak_mb), "stages_s": stages}
+
+
+def bench_launch_latency(user: User, runs: int) -> dict:
+    paths = demo.write_dataset(VAR / "latency-data", n_rows=5000)
+    request = demo.demo_request(paths["charges"], paths["merchants"])
+    request["train"]["custom_params"] = {"max_iter": 10}
+    worker = subprocess.Popen(
+        [sys.executable, "manage.py", "run_worker"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        time.sleep(3)  # let the cluster start; we measure an idle worker, not its start-up
+        latencies = []
+        for _ in range(runs):
+            run, _ = services.submit(user, request)
+            while not run.state.is_terminal:
+                time.sleep(0.05)
+                run.refresh_from_db()
+            queued = RunEvent.objects.get(run=run, new_status="queued").created_at
+            submitted = RunEvent.objects.get(run=run, new_status="submitted").created_at
+            latencies.append((submitted - queued).total_seconds())
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=60)
+    return {"runs": runs, "median_s": round(statistics.median(latencies), 3), "max_s": round(max(latencies), 3)}
+
+
+def bench_api(user: User, submissions: int, table_rows: int) -> dict:
+    client = APIClient(HTTP_HOST="127.0.0.1")
+    client.force_authenticate(user)
+    paths = demo.write_dataset(VAR / "api-data", n_rows=1000)
+    body = json.dumps(demo.demo_request(paths["charges"], paths["merchants"]))
+    started = time.perf_counter()
+    for _ in range(submissions):
+        assert client.post("/api/v1/runs", data=body, content_type="application/json").status_code == 201
+    submit_ms = (time.perf_counter() - started) / submissions * 1000
+    template = Run.objects.first()
+    Run.objects.bulk_create(
+        [
+            Run(
+                owner=user,
+                user=template.user,
+                project=template.project,
+                workflow=template.workflow,
+                compute_resource="cpu",
+                request={},
+                executor="local",
+                artifact_uri="",
+            )
+            for _ in range(table_rows)
+        ],
+        batch_size=5000,
+    )
+    timings = []
+    for _ in range(20):
+        started = time.perf_counter()
+        assert client.get("/api/v1/runs").status_code == 200
+        timings.append((time.perf_counter() - started) * 1000)
+    return {
+        "submit_ms_per_run": round(submit_ms, 1),
+        "runs_in_table": Run.objects.count(),
+        "list_first_page_ms_median": round(statistics.median(timings), 1),
+    }
+
+
+def main() -> None:
+    call_command("migrate", verbosity=0)
+    call_command("sync_workflows", verbosity=0)
+    user = User.objects.create_user("bench")
+    print(f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}")
+    print("trainer:", json.dumps(bench_trainer(int(os.environ.get("BENCH_ROWS", 1_000_000)))))
+    print("launch latency:", json.dumps(bench_launch_latency(user, runs=5)))
+    print("api:", json.dumps(bench_api(user, submissions=200, table_rows=100_000)))
+
+
+if __name__ == "__main__":
+    main()
