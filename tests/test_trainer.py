@@ -397,3 +397,75 @@ def test_a_workflow_registered_through_entry_points_is_found_and_trained(tmp_pat
     model = joblib.load(tmp_path / "out" / "model.joblib")
     assert model.named_steps["model"].n_estimators == 20
     assert 0 <= metrics["roc_auc"] <= 1
+
+
+def task_frame(tmp_path: Path, label: np.ndarray | pd.Series, x: np.ndarray) -> Path:
+    days = pd.date_range("2026-01-01", periods=len(x), freq="h")
+    path = tmp_path / "task.parquet"
+    pd.DataFrame({"day": days, "x": x, "colour": np.resize(["red", "green", "blue"], len(x)), "y": label}).to_parquet(
+        path
+    )
+    return path
+
+
+def random_split_spec(path: Path, workflow: str) -> dict:
+    raw = spec_dict(path, holdout_sampling={"sampling_function": "RANDOM", "fraction": 0.3, "seed": 1})
+    del raw["data"]["date_range"]
+    raw["train"]["workflow_name"] = workflow
+    return raw
+
+
+def test_it_evaluates_a_multiclass_model(tmp_path):
+    from training import charts
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=900)
+    label = np.select([x < -0.5, x < 0.5], ["low", "mid"], "high")
+    out = tmp_path / "out"
+
+    metrics = train.run(random_split_spec(task_frame(tmp_path, label, x), "random_forest"), FileStore(out))
+
+    assert set(metrics) == {"accuracy", "macro_f1", "log_loss"}
+    assert metrics["accuracy"] > 0.8
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    assert evaluation["task"] == "multiclass"
+    assert evaluation["charts"]["confusion_matrix"]["labels"] == ["high", "low", "mid"]
+    assert [f.layout.title.text for f in charts.figures(evaluation)] == [
+        "Confusion matrix",
+        "F1 by class",
+        "Feature importance — permutation (accuracy)",
+    ]
+    scores = pd.read_parquet(out / "holdout_scores.parquet")
+    assert list(scores.columns) == ["day", "label", "prediction"]
+    assert (scores["label"] == scores["prediction"]).mean() == pytest.approx(metrics["accuracy"])
+
+
+def test_it_evaluates_a_regression_model(tmp_path):
+    from sklearn.metrics import mean_squared_error
+
+    from training import charts
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=600)
+    out = tmp_path / "out"
+    raw = random_split_spec(task_frame(tmp_path, 4 * x + rng.normal(scale=0.1, size=600), x), "linear_regression")
+
+    metrics = train.run(raw, FileStore(out))
+
+    assert set(metrics) == {"rmse", "mae", "r2"}
+    assert metrics["r2"] > 0.99
+    scores = pd.read_parquet(out / "holdout_scores.parquet")
+    assert metrics["rmse"] == pytest.approx(mean_squared_error(scores["label"], scores["prediction"]) ** 0.5)
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    assert [f.layout.title.text for f in charts.figures(evaluation)] == [
+        "Predicted vs actual",
+        "Residuals",
+        "Feature importance — permutation (r2)",
+    ]
+
+
+def test_a_regression_workflow_refuses_a_text_label(tmp_path):
+    x = np.arange(60.0)
+    raw = random_split_spec(task_frame(tmp_path, np.resize(["a", "b"], 60), x), "linear_regression")
+    with pytest.raises(BadDataError, match="a regression label must be numeric"):
+        train.run(raw, FileStore(tmp_path / "out"))

@@ -13,24 +13,24 @@ from training import services, states
 from training.models import Artifact, Project, Run, RunEvent, Workflow
 
 
-class RunEventInline(admin.TabularInline):
-    model = RunEvent
+class ReadOnlyInline(admin.TabularInline):
+    """History and artifacts are written by the system; operators read them."""
+
     extra = 0
     can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Run | None = None) -> bool:
+        return False
+
+
+class RunEventInline(ReadOnlyInline):
+    model = RunEvent
     readonly_fields = ["created_at", "old_status", "new_status", "actor", "reason"]
 
-    def has_add_permission(self, request: HttpRequest, obj: Run | None = None) -> bool:
-        return False
 
-
-class ArtifactInline(admin.TabularInline):
+class ArtifactInline(ReadOnlyInline):
     model = Artifact
-    extra = 0
-    can_delete = False
     readonly_fields = ["name", "size", "sha256", "content_type", "uri"]
-
-    def has_add_permission(self, request: HttpRequest, obj: Run | None = None) -> bool:
-        return False
 
 
 class FailureReasonForm(forms.Form):
