@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from training import services, states
+from tests.conftest import wait_for_terminal
+from training import services, states, worker
+from training.executors import get_executor
 from training.models import Run
 
 pytestmark = pytest.mark.usefixtures("workflows")
@@ -95,3 +97,22 @@ def test_the_run_list_filters_by_status_and_searches(operator, alice, fraud_requ
     assert page.status_code == 200
     assert page.context["cl"].result_count == 1
     assert list(page.context["cl"].result_list) == [run]
+
+
+def test_a_requeued_run_trains_again_without_the_first_attempts_leftovers(operator, trained_run):
+    first_metrics = trained_run.metrics
+    states.mark_failed(trained_run, "wrong data", actor="charlie", operator=True)
+
+    act(operator, "requeue_runs", [trained_run])
+
+    trained_run.refresh_from_db()
+    assert (trained_run.status, trained_run.attempt, trained_run.metrics) == ("queued", 2, {})
+    assert not trained_run.artifacts.exists()
+    worker.reconcile()
+    trained_run.refresh_from_db()
+    work_dir = get_executor("local").work_dir(trained_run)
+    assert work_dir.name == "attempt-2"
+    trained_run = wait_for_terminal(trained_run, worker.reconcile)
+    assert trained_run.status == "succeeded", trained_run.failure_reason
+    assert trained_run.metrics == first_metrics  # same request, same seed, same data
+    assert trained_run.artifacts.filter(name="model.joblib").exists()

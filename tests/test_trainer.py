@@ -469,3 +469,13 @@ def test_a_regression_workflow_refuses_a_text_label(tmp_path):
     raw = random_split_spec(task_frame(tmp_path, np.resize(["a", "b"], 60), x), "linear_regression")
     with pytest.raises(BadDataError, match="a regression label must be numeric"):
         train.run(raw, FileStore(tmp_path / "out"))
+
+
+def test_a_new_attempt_clears_what_an_earlier_attempt_concluded(tmp_path, small):
+    store = FileStore(tmp_path / "out")
+    store.put("error.json", b'{"kind": "crash", "message": "old"}', "application/json")
+
+    train.run(spec_dict(small), store)
+
+    assert not store.exists("error.json")
+    assert store.exists("manifest.json")

@@ -115,15 +115,8 @@ class RunAdmin(admin.ModelAdmin):
 
     @admin.action(description="Requeue selected runs (a new attempt)")
     def requeue_runs(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
-        from training import tasks
-
         runs = list(queryset)
-        done = 0
-        for run in runs:
-            if run.state.is_terminal and states.requeue(run, actor=request.user.get_username()):
-                done += 1
-        if done:
-            tasks.enqueue_dispatch()
+        done = sum(services.requeue(run, actor=request.user.get_username()) for run in runs)
         _report(self, request, "Requeued", done, len(runs))
 
 

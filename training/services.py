@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 
 from training import contract, states
 from training.conf import railyard
-from training.models import Project, Run, RunEvent, Workflow
+from training.models import Artifact, Project, Run, RunEvent, Workflow
 from training.states import RunStatus
 
 log = logging.getLogger(__name__)
@@ -93,4 +93,18 @@ def cancel(run: Run, actor: str) -> bool:
         return False
     if launched:
         transaction.on_commit(lambda: tasks.enqueue_stop(run.pk))
+    return True
+
+
+def requeue(run: Run, actor: str) -> bool:
+    """An operator sends an ended run back to the queue as a new attempt; its old artifacts are dropped."""
+    from training import tasks
+
+    if not run.state.is_terminal:
+        return False
+    with transaction.atomic():
+        if not states.requeue(run, actor=actor):
+            return False
+        Artifact.objects.filter(run=run).delete()
+        transaction.on_commit(tasks.enqueue_dispatch)
     return True

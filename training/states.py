@@ -132,4 +132,6 @@ def requeue(run: Run, actor: str, reason: str = "requeued by an operator") -> bo
         attempt=run.attempt + 1,
         job_handle={},
         failure_reason="",
+        metrics={},
+        data_summary={},
     )

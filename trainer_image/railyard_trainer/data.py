@@ -79,6 +79,8 @@ def apply_filter(frame: pd.DataFrame, flt: Filter, where: str) -> pd.Series:
 def restrict(frame: pd.DataFrame, spec: TrainSpec) -> pd.DataFrame:
     """Rows inside the date range that pass every filter and have a label."""
     mask = pd.Series(True, index=frame.index)
+    if spec.date_range is not None and spec.date_column is None:
+        raise BadDataError("data.date_range needs a feature source with a date_column")
     if spec.date_range is not None:
         mask &= in_range(frame[spec.date_column], spec.date_range)
     for i, flt in enumerate(spec.filters):

@@ -42,6 +42,8 @@ class ArtifactStore(Protocol):
 
     def open(self, name: str) -> BinaryIO: ...
 
+    def delete(self, name: str) -> None: ...
+
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
@@ -90,6 +92,9 @@ class FileStore:
             return self._path(name).open("rb")
         except FileNotFoundError as exc:
             raise ArtifactNotFound(f"{self.uri}/{name}") from exc
+
+    def delete(self, name: str) -> None:
+        self._path(name).unlink(missing_ok=True)
 
 
 def open_store(uri: str) -> ArtifactStore:

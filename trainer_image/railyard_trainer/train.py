@@ -27,6 +27,9 @@ LIBRARIES = ("railyard-trainer", "scikit-learn", "pandas", "numpy", "pyarrow", "
 
 def run(raw_spec: dict, store: ArtifactStore) -> dict[str, Any]:
     """Train the spec's workflow and write its artifacts; returns the metrics."""
+    # A requeued run writes to the same place: what an earlier attempt concluded must not linger.
+    for stale in ("manifest.json", "error.json"):
+        store.delete(stale)
     written: list[StoredArtifact] = [store.put("spec.json", _json(raw_spec), "application/json")]
     spec = TrainSpec.from_dict(raw_spec)
     workflow_cls = get_workflow(spec.workflow_name)
