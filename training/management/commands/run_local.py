@@ -19,7 +19,9 @@ class Command(BaseCommand):
 
     def handle(self, *args: object, addrport: str, **options: object) -> None:
         worker = subprocess.Popen([sys.executable, "manage.py", "run_worker"], cwd=settings.BASE_DIR)
-        # SIGTERM ends the server like Ctrl-C does, so both paths stop the worker below.
+        # Ctrl-C and SIGTERM both end the server, and so stop the worker below, even when this was
+        # started with SIGINT ignored (as a background job of a script).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.default_int_handler)
         try:
             call_command("runserver", addrport, use_reloader=False)
