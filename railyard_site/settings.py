@@ -139,6 +139,18 @@ RAILYARD = {
     "RECONCILE_INTERVAL_SECONDS": env_int("RAILYARD_RECONCILE_INTERVAL", 2, minimum=1),
     "RUN_TIMEOUT_SECONDS": env_int("RAILYARD_RUN_TIMEOUT", 6 * 3600, minimum=60),
     "TRAINER_COMMAND": [sys.executable, "-m", "railyard_trainer"],
+    # The Kubernetes executor (RAILYARD_EXECUTOR=kubernetes). The cluster is found through the
+    # in-cluster service account, else KUBECONFIG or ~/.kube/config.
+    "K8S_NAMESPACE": env_str("RAILYARD_K8S_NAMESPACE", "railyard"),
+    "TRAINER_IMAGE": env_str("RAILYARD_TRAINER_IMAGE", "railyard-trainer:0.1.0"),
+    "K8S_SERVICE_ACCOUNT": env_str("RAILYARD_K8S_TRAINER_SERVICE_ACCOUNT", ""),
+    # Secrets whose keys become the trainer's environment (credentials only by reference).
+    "K8S_ENV_FROM_SECRETS": env_list("RAILYARD_K8S_ENV_FROM_SECRETS", []),
+    "K8S_BACKOFF_LIMIT": env_int("RAILYARD_K8S_BACKOFF_LIMIT", 1, minimum=0),
+    "K8S_TTL_SECONDS_AFTER_FINISHED": env_int("RAILYARD_K8S_TTL_SECONDS_AFTER_FINISHED", 86400, minimum=60),
+    # A launched run whose Job is missing this long is failed.
+    "K8S_MISSING_GRACE_SECONDS": env_int("RAILYARD_K8S_MISSING_GRACE_SECONDS", 60, minimum=0),
+    "K8S_REQUEST_TIMEOUT_SECONDS": env_int("RAILYARD_K8S_REQUEST_TIMEOUT", 10, minimum=1),
     "COMPUTE_RESOURCES": {
         "cpu": {
             "description": "General-purpose CPU node.",
@@ -146,6 +158,7 @@ RAILYARD = {
             "limits": {"cpu": "4", "memory": "8Gi"},
             "node_selector": {},
             "tolerations": [],
+            "affinity": {},
         },
         "highmem": {
             "description": "Memory-optimised node for large datasets.",
@@ -155,6 +168,7 @@ RAILYARD = {
             "tolerations": [
                 {"key": "railyard.dev/pool", "operator": "Equal", "value": "highmem", "effect": "NoSchedule"}
             ],
+            "affinity": {},
         },
         "gpu": {
             "description": "One NVIDIA GPU.",
@@ -162,6 +176,25 @@ RAILYARD = {
             "limits": {"cpu": "8", "memory": "32Gi", "nvidia.com/gpu": "1"},
             "node_selector": {"railyard.dev/pool": "gpu"},
             "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+            # Prefer the newest GPUs when the pool mixes generations.
+            "affinity": {
+                "nodeAffinity": {
+                    "preferredDuringSchedulingIgnoredDuringExecution": [
+                        {
+                            "weight": 50,
+                            "preference": {
+                                "matchExpressions": [
+                                    {
+                                        "key": "nvidia.com/gpu.product",
+                                        "operator": "In",
+                                        "values": ["NVIDIA-H100-80GB-HBM3", "NVIDIA-H200"],
+                                    }
+                                ]
+                            },
+                        }
+                    ]
+                }
+            },
         },
     },
     "DEFAULT_COMPUTE_RESOURCE": "cpu",

@@ -52,6 +52,38 @@ class RailyardSettings:
     def default_compute_resource(self) -> str:
         return self._get("DEFAULT_COMPUTE_RESOURCE")
 
+    @property
+    def k8s_namespace(self) -> str:
+        return self._get("K8S_NAMESPACE")
+
+    @property
+    def trainer_image(self) -> str:
+        return self._get("TRAINER_IMAGE")
+
+    @property
+    def k8s_service_account(self) -> str:
+        return self._get("K8S_SERVICE_ACCOUNT")
+
+    @property
+    def k8s_env_from_secrets(self) -> list[str]:
+        return list(self._get("K8S_ENV_FROM_SECRETS"))
+
+    @property
+    def k8s_backoff_limit(self) -> int:
+        return self._get("K8S_BACKOFF_LIMIT")
+
+    @property
+    def k8s_ttl_seconds_after_finished(self) -> int:
+        return self._get("K8S_TTL_SECONDS_AFTER_FINISHED")
+
+    @property
+    def k8s_missing_grace_seconds(self) -> int:
+        return self._get("K8S_MISSING_GRACE_SECONDS")
+
+    @property
+    def k8s_request_timeout(self) -> int:
+        return self._get("K8S_REQUEST_TIMEOUT_SECONDS")
+
     def run_artifact_uri(self, run_id: int) -> str:
         return f"{self.artifact_store}/runs/{run_id}"
 

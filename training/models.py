@@ -60,6 +60,8 @@ class Run(models.Model):
     job_handle = models.JSONField(default=dict, blank=True)
     attempt = models.PositiveIntegerField(default=1)
     failure_reason = models.TextField(blank=True)
+    # What the executor says while the run waits or trains (an unschedulable pod, say).
+    status_message = models.CharField(max_length=1000, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
     data_summary = models.JSONField(default=dict, blank=True)
     artifact_uri = models.CharField(max_length=1024)

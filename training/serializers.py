@@ -52,6 +52,7 @@ class RunSerializer(serializers.ModelSerializer):
             "started_at",
             "finished_at",
             "failure_reason",
+            "status_message",
             "retried_from",
         ]
 

@@ -87,7 +87,7 @@ def transition(
     if not operator and new not in TRANSITIONS[old]:
         raise TransitionNotAllowed(f"run {run.pk}: {old} → {new} is not allowed")
     now = timezone.now()
-    updates = {"status": new, "updated_at": now, **fields}
+    updates = {"status": new, "updated_at": now, "status_message": "", **fields}
     if new in STAMPS:
         updates[STAMPS[new]] = now
     if new == RunStatus.QUEUED:

@@ -16,7 +16,7 @@ from django.utils import timezone
 from railyard_trainer.storage import ArtifactNotFound, open_store, sha256_hex
 from training import states
 from training.conf import railyard
-from training.executors import JobPhase, JobState, get_executor
+from training.executors import ExecutorUnavailable, JobPhase, JobState, get_executor
 from training.models import Artifact, Run
 from training.states import RunStatus
 
@@ -29,7 +29,11 @@ def dispatch(executor_name: str | None = None) -> int:
     launched = 0
     with executor.exclusive():
         capacity = executor.capacity()
-        queued = Run.objects.filter(status=RunStatus.QUEUED, executor=executor.name).order_by("created_at", "id")
+        queued = (
+            Run.objects.filter(status=RunStatus.QUEUED, executor=executor.name)
+            .with_related()
+            .order_by("created_at", "id")
+        )
         if capacity is not None:
             in_flight = Run.objects.filter(status__in=states.IN_FLIGHT, executor=executor.name).count()
             queued = queued[: max(capacity - in_flight, 0)]
@@ -42,6 +46,10 @@ def launch(run: Run) -> bool:
     executor = get_executor(run.executor)
     try:
         handle = executor.launch(run)
+    except ExecutorUnavailable as exc:
+        log.warning("launching run %s postponed: %s", run.pk, exc)
+        Run.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(status_message=f"waiting: {exc}"[:1000])
+        return False
     except Exception as exc:
         log.exception("launching run %s failed", run.pk)
         return states.mark_failed(run, f"could not start the trainer: {exc}")
@@ -56,10 +64,14 @@ def reconcile(executor_name: str | None = None) -> dict[str, int]:
     """One pass: dispatch queued runs, then observe every in-flight run of the executor at once."""
     executor = get_executor(executor_name or railyard.executor)
     counts = {"launched": dispatch(executor.name), "running": 0, "finished": 0}
-    in_flight = list(Run.objects.filter(status__in=states.IN_FLIGHT, executor=executor.name))
+    in_flight = list(Run.objects.filter(status__in=states.IN_FLIGHT, executor=executor.name).with_related())
     if not in_flight:
         return counts
-    observed = executor.observe(in_flight)
+    try:
+        observed = executor.observe(in_flight)
+    except ExecutorUnavailable as exc:
+        log.warning("observing %d run(s) postponed: %s", len(in_flight), exc)
+        return counts
     for run in in_flight:
         state = observed.get(run.pk, JobState(JobPhase.MISSING, "the executor reported nothing"))
         if apply(run, state):
@@ -72,11 +84,13 @@ def reconcile(executor_name: str | None = None) -> dict[str, int]:
 def apply(run: Run, state: JobState) -> bool:
     """Turn what the executor saw into a transition; True if the run changed."""
     if state.phase == JobPhase.RUNNING:
-        if _timed_out(run):
+        if not get_executor(run.executor).enforces_deadline and _timed_out(run):
             get_executor(run.executor).cancel(run)
             return _fail(run, f"the run exceeded its time limit of {railyard.run_timeout} seconds")
         return run.status == RunStatus.SUBMITTED and states.mark_running(run)
     if state.phase == JobPhase.PENDING:
+        if state.reason != run.status_message:
+            Run.objects.filter(pk=run.pk, status=run.status).update(status_message=state.reason[:1000])
         return False
     if state.phase == JobPhase.SUCCEEDED:
         return finish_succeeded(run)
@@ -154,6 +168,17 @@ def _save_artifact(run: Run, entry: dict) -> None:
         name=entry["name"],
         defaults={k: entry[k] for k in ("uri", "size", "sha256", "content_type")},
     )
+
+
+def sweep(executor_name: str | None = None) -> list[str]:
+    """Remove jobs that no active run owns (their runs ended, or never existed)."""
+    executor = get_executor(executor_name or railyard.executor)
+    keep = set(Run.objects.active().filter(executor=executor.name).values_list("pk", "attempt"))
+    try:
+        return executor.sweep(keep)
+    except ExecutorUnavailable as exc:
+        log.warning("sweep postponed: %s", exc)
+        return []
 
 
 def stop(run_id: int) -> None:

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-from training.executors.base import Executor, JobPhase, JobState
+from training.executors.base import Executor, ExecutorUnavailable, JobPhase, JobState
 
-__all__ = ["Executor", "JobPhase", "JobState", "get_executor"]
+__all__ = ["Executor", "ExecutorUnavailable", "JobPhase", "JobState", "get_executor"]
 
 _instances: dict[str, Executor] = {}
 
 
 def get_executor(name: str) -> Executor:
-    """The process-wide executor of that name (`local`)."""
+    """The process-wide executor of that name (`local` or `kubernetes`)."""
     if name not in _instances:
         if name == "local":
             from training.executors.local import LocalExecutor
 
             _instances[name] = LocalExecutor()
+        elif name == "kubernetes":
+            from training.executors.kubernetes import KubernetesExecutor
+
+            _instances[name] = KubernetesExecutor()
         else:
             raise ValueError(f"unknown executor {name!r} (RAILYARD_EXECUTOR)")
     return _instances[name]

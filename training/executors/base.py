@@ -28,8 +28,14 @@ class JobState:
     exit_code: int | None = None
 
 
+class ExecutorUnavailable(Exception):
+    """The executor's backend did not answer (a timeout, a 5xx): try again on a later pass."""
+
+
 class Executor(ABC):
     name: str
+    #: Whether the backend stops a run at its time limit itself (a Job's activeDeadlineSeconds).
+    enforces_deadline: bool = False
 
     def capacity(self) -> int | None:
         """How many runs may be in flight at once; None for no limit."""
@@ -55,3 +61,7 @@ class Executor(ABC):
     @abstractmethod
     def logs(self, run: Run, tail: int | None = None) -> str:
         """The trainer's log so far (its last `tail` lines)."""
+
+    def sweep(self, keep: set[tuple[int, int]]) -> list[str]:
+        """Remove jobs whose (run id, attempt) is not in `keep`; returns what was removed."""
+        return []

@@ -14,6 +14,8 @@ from training import worker
 from training.conf import railyard
 
 log = logging.getLogger("training.worker")
+#: Orphaned jobs are rare; looking for them every pass would double the list calls.
+SWEEP_EVERY_PASSES = 30
 
 
 class Command(BaseCommand):
@@ -35,15 +37,19 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         log.info("worker reconciling every %ss with the %s executor", railyard.reconcile_interval, railyard.executor)
+        passes = 0
         while not stopping.is_set():
             close_old_connections()
             try:
                 counts = worker.reconcile()
                 if any(counts.values()):
                     log.info("reconcile: %s", counts)
+                if passes % SWEEP_EVERY_PASSES == 0 and (removed := worker.sweep()):
+                    log.info("removed jobs no active run owns: %s", ", ".join(removed))
             except Exception:
                 # One bad pass (a database blip) must not stop the worker; the next pass retries.
                 log.exception("reconcile pass failed")
+            passes += 1
             stopping.wait(railyard.reconcile_interval)
         if cluster:
             cluster.stop()

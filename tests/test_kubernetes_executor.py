@@ -1,0 +1,338 @@
+"""The Kubernetes executor against an API server over HTTP, with Jobs run by a test controller.
+
+See `tests/kubernetes_cluster.py` for what plays the cluster: kmock's API server (the real
+`kubernetes` client talks to it through a kubeconfig file) and a controller that runs each
+Job's container command here.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from django_q.conf import Conf
+from rest_framework.test import APIClient
+
+from tests.conftest import wait_for_terminal
+from tests.kubernetes_cluster import Cluster
+from training import executors, manifests, services, worker
+from training.executors import get_executor
+from training.models import Run
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("workflows")]
+NAMESPACE = "railyard-test"
+
+
+@pytest.fixture
+def cluster(tmp_path, settings, monkeypatch):
+    (tmp_path / "cluster").mkdir()
+    cluster = Cluster(tmp_path / "cluster", NAMESPACE).start()
+    monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig()))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    settings.RAILYARD = {
+        **settings.RAILYARD,
+        "EXECUTOR": "kubernetes",
+        "K8S_NAMESPACE": NAMESPACE,
+        "TRAINER_IMAGE": "railyard-trainer:test",
+        "K8S_REQUEST_TIMEOUT_SECONDS": 2,
+    }
+    executors._instances.clear()
+    yield cluster
+    cluster.stop()
+    executors._instances.clear()
+
+
+def submitted(alice, request: dict) -> Run:
+    run, _ = services.submit(alice, request)
+    worker.dispatch()
+    run.refresh_from_db()
+    return run
+
+
+def message_containing(run: Run, fragment: str, timeout: float = 15.0) -> str:
+    """Reconcile until the run's status message mentions `fragment`; returns the message."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        worker.reconcile()
+        run.refresh_from_db()
+        if fragment in run.status_message:
+            return run.status_message
+        time.sleep(0.05)
+    raise AssertionError(f"status message is still {run.status_message!r}")
+
+
+def test_a_run_submitted_over_rest_runs_as_a_job_to_success(cluster, alice, api, fraud_request):
+    response = api.post("/api/v1/runs", data=json.dumps(fraud_request), content_type="application/json")
+    run = Run.objects.get(pk=response.json()["id"])
+
+    run = wait_for_terminal(run, worker.reconcile)
+
+    assert run.status == "succeeded", run.failure_reason
+    assert run.executor == "kubernetes"
+    assert run.job_handle["job"] == "railyard-run-1-1"
+    assert [e.new_status for e in run.events.all()] == ["queued", "submitted", "running", "succeeded"]
+    assert {"model.joblib", "metrics.json", "holdout_scores.parquet", "log.txt"} <= set(
+        run.artifacts.values_list("name", flat=True)
+    )
+    log = Path(run.artifacts.get(name="log.txt").uri.removeprefix("file://")).read_text()
+    assert "stage=serialize done" in log
+    assert run.metrics["roc_auc"] > 0.5
+
+
+def test_it_lists_jobs_and_pods_once_per_pass_by_label_selector(cluster, alice, fraud_request):
+    cluster.pause_trainers = True
+    for _ in range(3):
+        submitted(alice, fraud_request)
+    cluster.emulator.list_calls.clear()
+
+    worker.reconcile()
+
+    listed = [(plural, params) for plural, params in cluster.emulator.list_calls if "labelSelector" in params]
+    assert [plural for plural, _ in listed] == ["jobs", "pods"]
+    for _, params in listed:
+        assert params["labelSelector"] == "app.kubernetes.io/managed-by=railyard"
+        assert params["limit"] == "200"
+
+
+def test_it_pages_through_long_job_lists(cluster, alice, fraud_request, monkeypatch):
+    from training.executors import kubernetes
+
+    monkeypatch.setattr(kubernetes, "PAGE_SIZE", 2)
+    cluster.pause_trainers = True
+    runs = [submitted(alice, fraud_request) for _ in range(5)]
+
+    jobs = get_executor("kubernetes").list_jobs()
+
+    assert sorted(jobs) == sorted(manifests.job_name(r.pk, 1) for r in runs)
+    # (the test controller lists Jobs too, without a selector; only the executor's calls count)
+    job_lists = [p for plural, p in cluster.emulator.list_calls if plural == "jobs" and "labelSelector" in p][-3:]
+    assert [p.get("continue") for p in job_lists] == [None, "2", "4"]
+
+
+def test_the_job_matches_the_compute_profile(cluster, alice, fraud_request, settings):
+    fraud_request["compute_resource"] = "gpu"
+    run = submitted(alice, fraud_request)
+
+    job = cluster.job(run.job_handle["job"])
+
+    profile = settings.RAILYARD["COMPUTE_RESOURCES"]["gpu"]
+    pod = job["spec"]["template"]["spec"]
+    assert pod["containers"][0]["resources"] == {"requests": profile["requests"], "limits": profile["limits"]}
+    assert pod["nodeSelector"] == profile["node_selector"]
+    assert pod["tolerations"] == profile["tolerations"]
+    assert pod["affinity"] == profile["affinity"]
+    assert pod["containers"][0]["image"] == "railyard-trainer:test"
+    assert job["metadata"]["labels"] == {
+        "app.kubernetes.io/managed-by": "railyard",
+        "railyard.dev/run-id": str(run.pk),
+        "railyard.dev/attempt": "1",
+        "railyard.dev/project": "fraud",
+        "railyard.dev/workflow": "gradient_boosting",
+    }
+    config_map = cluster.core.read_namespaced_config_map(run.job_handle["job"], NAMESPACE)
+    assert json.loads(config_map.data["spec.json"]) == run.spec
+    assert [(o.kind, o.name, o.uid) for o in config_map.metadata.owner_references] == [
+        ("Job", run.job_handle["job"], job["metadata"]["uid"])
+    ]
+
+
+def test_a_repeated_launch_adopts_the_job_it_made(cluster, alice, fraud_request):
+    cluster.pause_trainers = True
+    run, _ = services.submit(alice, fraud_request)
+    executor = get_executor("kubernetes")
+
+    first = executor.launch(run)
+    executors._instances.clear()  # the worker crashed before recording the launch, and restarted
+    again = get_executor("kubernetes").launch(run)
+
+    assert first == again
+    assert cluster.objects("jobs") == [first["job"]]
+
+
+def test_an_oom_killed_trainer_fails_the_run_saying_so(cluster, alice, fraud_request, settings):
+    settings.RAILYARD = {**settings.RAILYARD, "K8S_BACKOFF_LIMIT": 0}
+    cluster.pause_trainers = True
+    run = submitted(alice, fraud_request)
+
+    cluster.oom_kill(run.job_handle["job"])
+    run = wait_for_terminal(run, worker.reconcile)
+
+    assert run.status == "failed"
+    assert run.failure_reason == (
+        "the trainer ran out of memory (OOMKilled) with a limit of 8Gi on compute resource 'cpu'; "
+        "a larger profile may help"
+    )
+
+
+def test_a_crash_is_retried_by_the_job_within_its_backoff_limit(cluster, alice, fraud_request, settings):
+    settings.RAILYARD = {**settings.RAILYARD, "K8S_BACKOFF_LIMIT": 1}
+    cluster.pause_trainers = True
+    run = submitted(alice, fraud_request)
+    cluster.pause_trainers = False  # the second pod is left to finish
+    cluster.oom_kill(run.job_handle["job"])
+
+    run = wait_for_terminal(run, worker.reconcile)
+
+    assert run.status == "succeeded", run.failure_reason
+    assert cluster.jobs[run.job_handle["job"]].pods == 2
+
+
+def test_a_run_past_its_deadline_fails_with_the_reason(cluster, alice, fraud_request, settings):
+    settings.RAILYARD = {**settings.RAILYARD, "RUN_TIMEOUT_SECONDS": 1}
+    cluster.pause_trainers = True
+    run = submitted(alice, fraud_request)
+
+    run = wait_for_terminal(run, worker.reconcile)
+
+    assert run.status == "failed"
+    assert run.failure_reason.startswith("the run exceeded its time limit of 1 seconds (DeadlineExceeded: ")
+
+
+def test_an_unschedulable_pod_shows_why_on_the_run(cluster, alice, api, fraud_request):
+    fraud_request["compute_resource"] = "gpu"
+    run = submitted(alice, fraud_request)
+
+    message = message_containing(run, "Unschedulable")
+
+    assert run.status == "submitted"
+    assert message == (
+        "no node can run the trainer yet (Unschedulable: 0/1 nodes are available: "
+        "1 node(s) didn't match Pod's node affinity/selector.)"
+    )
+    assert api.get(f"/api/v1/runs/{run.pk}").json()["status_message"] == run.status_message
+
+
+def test_an_image_that_cannot_be_pulled_shows_on_the_run(cluster, alice, fraud_request):
+    cluster.broken_images.add("railyard-trainer:test")
+    run = submitted(alice, fraud_request)
+
+    message = message_containing(run, "ImagePullBackOff")
+
+    assert message == (
+        'the trainer image cannot be pulled (ImagePullBackOff: Back-off pulling image "railyard-trainer:test")'
+    )
+
+
+def test_a_job_deleted_outside_railyard_fails_its_run(cluster, alice, fraud_request, settings):
+    settings.RAILYARD = {**settings.RAILYARD, "K8S_MISSING_GRACE_SECONDS": 0}
+    cluster.pause_trainers = True
+    run = submitted(alice, fraud_request)
+    cluster.wait_running(run.job_handle["job"])
+
+    cluster.batch.delete_namespaced_job(run.job_handle["job"], NAMESPACE)
+    worker.reconcile()
+
+    run.refresh_from_db()
+    assert run.status == "failed"
+    assert run.failure_reason == "the Job railyard-run-1-1 was deleted outside Railyard"
+
+
+def test_a_bad_data_exit_fails_at_once_with_the_trainers_reason(cluster, alice, fraud_request):
+    fraud_request["data"]["filters"].append({"feature_name": "amount", "predicate": "Gt", "feature_value": 10**9})
+    run = submitted(alice, fraud_request)
+
+    run = wait_for_terminal(run, worker.reconcile)
+
+    assert run.status == "failed"
+    assert run.failure_reason.startswith("bad data: no rows left after applying the date range and filters")
+    assert cluster.jobs[run.job_handle["job"]].pods == 1  # the podFailurePolicy did not retry it
+
+
+def test_server_errors_and_timeouts_during_launch_are_retried(cluster, alice, fraud_request):
+    cluster.emulator.inject("create", "jobs", 500, times=2)
+    cluster.emulator.inject("create", "configmaps", None)  # hangs past the client's timeout
+
+    run = submitted(alice, fraud_request)
+
+    assert run.status == "submitted"
+    assert cluster.objects("jobs") == [run.job_handle["job"]]
+
+
+def test_a_cluster_that_keeps_failing_leaves_the_run_queued_for_the_next_pass(cluster, alice, fraud_request):
+    cluster.emulator.inject("create", "configmaps", 503, times=4)
+
+    run = submitted(alice, fraud_request)
+    assert run.status == "queued"
+
+    worker.dispatch()  # the next pass, once the cluster answers again
+    run.refresh_from_db()
+    assert run.status == "submitted"
+
+
+def test_a_forbidden_launch_fails_the_run_with_a_readable_reason(cluster, alice, fraud_request):
+    cluster.emulator.inject("create", "jobs", 403)
+
+    run = submitted(alice, fraud_request)
+
+    assert run.status == "failed"
+    assert run.failure_reason == (
+        "could not start the trainer: the worker may not create Jobs in namespace 'railyard-test' "
+        "(403 Forbidden); check the worker's Role"
+    )
+
+
+def test_cancel_deletes_the_job_and_stops_the_trainer(
+    cluster, alice, fraud_request, monkeypatch, django_capture_on_commit_callbacks
+):
+    cluster.pause_trainers = True
+    run = submitted(alice, fraud_request)
+    trainer = cluster.wait_running(run.job_handle["job"]).process
+    monkeypatch.setattr(Conf, "SYNC", True)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.cancel(run, actor="alice")
+
+    assert cluster.objects("jobs") == []
+    assert cluster.objects("configmaps") == []
+    trainer.wait(timeout=10)
+    run.refresh_from_db()
+    assert run.status == "cancelled"
+
+
+def test_logs_are_read_from_the_pod_while_the_trainer_runs(cluster, alice, api, fraud_request):
+    cluster.pause_trainers = True
+    run = submitted(alice, fraud_request)
+    cluster.wait_running(run.job_handle["job"])
+    worker.reconcile()
+
+    body = api.get(f"/api/v1/runs/{run.pk}/logs", {"tail": 100}).json()
+
+    assert body["status"] == "running"
+    assert "stage=load started" in body["log"]
+
+
+def test_the_sweep_removes_jobs_no_active_run_owns(cluster, alice, fraud_request):
+    cluster.pause_trainers = True
+    kept = submitted(alice, fraud_request)
+    ended = submitted(alice, fraud_request)
+    services.cancel(Run.objects.get(pk=ended.pk), actor="alice")  # its stop task never ran
+    stray = {
+        **manifests.job(get_executor("kubernetes").inputs(kept)),
+        "metadata": {
+            "name": "railyard-run-999-1",
+            "namespace": NAMESPACE,
+            "labels": {
+                "app.kubernetes.io/managed-by": "railyard",
+                "railyard.dev/run-id": "999",
+                "railyard.dev/attempt": "1",
+            },
+        },
+    }
+    cluster.batch.create_namespaced_job(NAMESPACE, stray)
+
+    removed = worker.sweep()
+
+    assert sorted(removed) == ["railyard-run-2-1", "railyard-run-999-1"]
+    assert cluster.objects("jobs") == ["railyard-run-1-1"]
+
+
+def test_it_reaches_the_cluster_through_kubeconfig(cluster):
+    executor = get_executor("kubernetes")
+    assert executor.api_client.configuration.host == cluster.url
+    assert executor.api_client.configuration.api_key["authorization"] == "Bearer test-token"
+
+
+def test_anonymous_clients_still_get_401_with_the_kubernetes_executor(cluster):
+    assert APIClient().get("/api/v1/compute-resources").status_code == 401
