@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint format bench clean setup
 
-$(STAMP): requirements.txt requirements-dev.txt trainer_image/pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt trainer_image/requirements.txt trainer_image/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt

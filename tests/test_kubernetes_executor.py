@@ -268,8 +268,8 @@ def test_a_forbidden_launch_fails_the_run_with_a_readable_reason(cluster, alice,
 
     assert run.status == "failed"
     assert run.failure_reason == (
-        "could not start the trainer: the worker may not create Jobs in namespace 'railyard-test' "
-        "(403 Forbidden); check the worker's Role"
+        "could not start the trainer: Railyard's service account may not create Jobs in namespace "
+        "'railyard-test' (403 Forbidden); check its Role in deploy/base/rbac.yaml"
     )
 
 
@@ -336,3 +336,16 @@ def test_it_reaches_the_cluster_through_kubeconfig(cluster):
 
 def test_anonymous_clients_still_get_401_with_the_kubernetes_executor(cluster):
     assert APIClient().get("/api/v1/compute-resources").status_code == 401
+
+
+def test_a_log_the_cluster_will_not_give_is_explained_not_an_error(cluster, alice, api, fraud_request):
+    cluster.pause_trainers = True
+    run = submitted(alice, fraud_request)
+    cluster.emulator.inject("list", "pods", 403)
+
+    body = api.get(f"/api/v1/runs/{run.pk}/logs").json()
+
+    assert body["log"] == (
+        "(the live log cannot be read right now: Railyard's service account may not list pods in namespace "
+        "'railyard-test' (403 Forbidden); check its Role in deploy/base/rbac.yaml)"
+    )

@@ -197,3 +197,10 @@ def test_the_stylesheet_is_served_by_the_app(client):
     response = client.get("/static/railyard.css")
     assert response.status_code == 200
     assert b".badge" in b"".join(response.streaming_content)
+
+
+def test_the_run_page_says_what_the_run_is_waiting_for(browser, alice, fraud_request):
+    run = services.submit(alice, fraud_request)[0]
+    Run.objects.filter(pk=run.pk).update(status_message="no node can run the trainer yet (Unschedulable)")
+    html = browser.get(f"/runs/{run.pk}").content.decode()
+    assert '<p class="notice" role="status">no node can run the trainer yet (Unschedulable)</p>' in html

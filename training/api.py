@@ -17,7 +17,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from training import artifacts, contract, services
 from training.conf import railyard
-from training.executors import get_executor
+from training.executors import ExecutorError, get_executor
 from training.models import Run, Workflow
 from training.serializers import RunDetailSerializer, RunSerializer, WorkflowSerializer
 
@@ -161,7 +161,10 @@ def run_log(run: Run, tail: int) -> str:
         return "".join(stored.splitlines(keepends=True)[-tail:])
     if not run.job_handle:
         return ""
-    return get_executor(run.executor).logs(run, tail)
+    try:
+        return get_executor(run.executor).logs(run, tail)
+    except ExecutorError as exc:
+        return f"(the live log cannot be read right now: {exc})"
 
 
 class RunArtifact(RunAction):

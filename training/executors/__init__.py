@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from training.executors.base import Executor, ExecutorUnavailable, JobPhase, JobState
+from training.executors.base import Executor, ExecutorError, ExecutorUnavailable, JobPhase, JobState
 
-__all__ = ["Executor", "ExecutorUnavailable", "JobPhase", "JobState", "get_executor"]
+__all__ = ["Executor", "ExecutorError", "ExecutorUnavailable", "JobPhase", "JobState", "get_executor"]
 
 _instances: dict[str, Executor] = {}
 

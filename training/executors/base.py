@@ -28,7 +28,11 @@ class JobState:
     exit_code: int | None = None
 
 
-class ExecutorUnavailable(Exception):
+class ExecutorError(Exception):
+    """The executor's backend could not do what was asked; the message says why in words."""
+
+
+class ExecutorUnavailable(ExecutorError):
     """The executor's backend did not answer (a timeout, a 5xx): try again on a later pass."""
 
 

@@ -25,7 +25,7 @@ from kubernetes.config.config_exception import ConfigException
 
 from training import manifests
 from training.conf import railyard
-from training.executors.base import Executor, ExecutorUnavailable, JobPhase, JobState
+from training.executors.base import Executor, ExecutorError, ExecutorUnavailable, JobPhase, JobState
 
 if TYPE_CHECKING:
     from training.models import Run
@@ -49,7 +49,7 @@ JOB_FAILURES = {
 }
 
 
-class KubernetesAPIError(Exception):
+class KubernetesAPIError(ExecutorError):
     """The cluster refused a request for a reason retrying will not fix (403, 422, …)."""
 
 
@@ -69,8 +69,8 @@ def load_api_client() -> client.ApiClient:
 def _explain(exc: ApiException, what: str) -> str:
     if exc.status == 403:
         return (
-            f"the worker may not {what} in namespace {railyard.k8s_namespace!r} (403 Forbidden); "
-            "check the worker's Role"
+            f"Railyard's service account may not {what} in namespace {railyard.k8s_namespace!r} "
+            "(403 Forbidden); check its Role in deploy/base/rbac.yaml"
         )
     return f"the cluster refused to {what} ({exc.status} {exc.reason}): {_message(exc)}"
 
