@@ -349,3 +349,15 @@ def test_a_log_the_cluster_will_not_give_is_explained_not_an_error(cluster, alic
         "(the live log cannot be read right now: Railyard's service account may not list pods in namespace "
         "'railyard-test' (403 Forbidden); check its Role in deploy/base/rbac.yaml)"
     )
+
+
+def test_a_run_finishes_even_when_its_log_cannot_be_read(cluster, alice, fraud_request):
+    run = submitted(alice, fraud_request)
+    cluster.wait_running(run.job_handle["job"]).process.wait()
+    cluster.emulator.inject("fetch", "pods", 403)  # reading the pod's log is refused
+
+    run = wait_for_terminal(run, worker.reconcile)
+
+    assert run.status == "succeeded", run.failure_reason
+    assert not run.artifacts.filter(name="log.txt").exists()
+    assert run.artifacts.filter(name="model.joblib").exists()

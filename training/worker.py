@@ -16,7 +16,7 @@ from django.utils import timezone
 from railyard_trainer.storage import ArtifactNotFound, open_store, sha256_hex
 from training import states
 from training.conf import railyard
-from training.executors import ExecutorUnavailable, JobPhase, JobState, get_executor
+from training.executors import ExecutorError, ExecutorUnavailable, JobPhase, JobState, get_executor
 from training.models import Artifact, Run
 from training.states import RunStatus
 
@@ -143,8 +143,13 @@ def finish_succeeded(run: Run) -> bool:
 
 
 def _keep_log(run: Run) -> dict | None:
-    """Copy the trainer's full log into the run's artifacts as log.txt."""
-    text = get_executor(run.executor).logs(run)
+    """Copy the trainer's full log into the run's artifacts as log.txt (a log that cannot be read
+    does not keep the run from finishing)."""
+    try:
+        text = get_executor(run.executor).logs(run)
+    except ExecutorError as exc:
+        log.warning("the log of run %s could not be kept: %s", run.pk, exc)
+        return None
     if not text:
         return None
     stored = open_store(run.artifact_uri).put("log.txt", text.encode(), "text/plain; charset=utf-8").to_dict()
