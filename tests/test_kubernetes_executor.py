@@ -71,7 +71,7 @@ def test_a_run_submitted_over_rest_runs_as_a_job_to_success(cluster, alice, api,
 
     assert run.status == "succeeded", run.failure_reason
     assert run.executor == "kubernetes"
-    assert run.job_handle["job"] == "railyard-run-1-1"
+    assert run.job_handle["job"] == f"railyard-run-{run.pk}-1"
     assert [e.new_status for e in run.events.all()] == ["queued", "submitted", "running", "succeeded"]
     assert {"model.joblib", "metrics.json", "holdout_scores.parquet", "log.txt"} <= set(
         run.artifacts.values_list("name", flat=True)
@@ -226,7 +226,7 @@ def test_a_job_deleted_outside_railyard_fails_its_run(cluster, alice, fraud_requ
 
     run.refresh_from_db()
     assert run.status == "failed"
-    assert run.failure_reason == "the Job railyard-run-1-1 was deleted outside Railyard"
+    assert run.failure_reason == f"the Job railyard-run-{run.pk}-1 was deleted outside Railyard"
 
 
 def test_a_bad_data_exit_fails_at_once_with_the_trainers_reason(cluster, alice, fraud_request):
@@ -324,8 +324,8 @@ def test_the_sweep_removes_jobs_no_active_run_owns(cluster, alice, fraud_request
 
     removed = worker.sweep()
 
-    assert sorted(removed) == ["railyard-run-2-1", "railyard-run-999-1"]
-    assert cluster.objects("jobs") == ["railyard-run-1-1"]
+    assert sorted(removed) == sorted([f"railyard-run-{ended.pk}-1", "railyard-run-999-1"])
+    assert cluster.objects("jobs") == [f"railyard-run-{kept.pk}-1"]
 
 
 def test_it_reaches_the_cluster_through_kubeconfig(cluster):
