@@ -83,10 +83,11 @@ def test_the_web_app_only_reads_and_is_probed_on_healthz(client):
     assert web["initContainers"][0]["command"] == ["python", "manage.py", "migrate", "--noinput"]
 
 
-def test_every_configured_variable_is_one_railyard_reads():
+def test_every_configured_variable_is_one_railyard_or_boto3_reads():
     settings_source = (Path(django_settings.BASE_DIR) / "railyard_site" / "settings.py").read_text()
-    for key in by_kind_name("ConfigMap", "railyard")["data"]:
-        assert f'"{key}"' in settings_source, key
+    overlay = documents(DEPLOY / "overlays" / "example" / "configmap.yaml")[0]
+    for key in {**by_kind_name("ConfigMap", "railyard")["data"], **overlay["data"]}:
+        assert f'"{key}"' in settings_source or key.startswith("AWS_"), key
 
 
 def dockerfile_instruction(path: Path, instruction: str) -> list[str]:

@@ -361,3 +361,21 @@ def test_a_run_finishes_even_when_its_log_cannot_be_read(cluster, alice, fraud_r
     assert run.status == "succeeded", run.failure_reason
     assert not run.artifacts.filter(name="log.txt").exists()
     assert run.artifacts.filter(name="model.joblib").exists()
+
+
+def test_trainers_get_the_s3_settings_but_credentials_only_by_reference(
+    cluster, alice, fraud_request, settings, monkeypatch
+):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://minio.storage:9000")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "do-not-leak")
+    settings.RAILYARD = {**settings.RAILYARD, "K8S_ENV_FROM_SECRETS": ["railyard-s3"]}
+    cluster.broken_images.add("railyard-trainer:test")  # keep it from running: only its spec matters here
+
+    run = submitted(alice, fraud_request)
+
+    container = cluster.job(run.job_handle["job"])["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert (env["AWS_ENDPOINT_URL"], env["AWS_REGION"]) == ("http://minio.storage:9000", "eu-west-1")
+    assert container["envFrom"] == [{"secretRef": {"name": "railyard-s3"}}]
+    assert "do-not-leak" not in json.dumps(cluster.job(run.job_handle["job"]))

@@ -8,13 +8,14 @@ dotted path (`data.features[0].path`) to its messages. The API and the launch fo
 from __future__ import annotations
 
 import json
+import re
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 from training.conf import railyard
 
-SOURCES = ("file",)
+SOURCES = ("file", "s3")
 FORMATS = ("parquet", "csv")
 COMPARISONS = ("Gt", "GtEq", "Lt", "LtEq")
 PREDICATES = ("Eq", "NotEq", *COMPARISONS, "IsIn", "NotIn", "IsNull", "NotNull")
@@ -191,6 +192,12 @@ def _check_sources(c: _Checker, features: Any) -> tuple[set[str], list[str]]:
         location = c.string(source.get("path"), f"{path}.path", 2048)
         if location and source.get("source") == "file" and not resolve_path(location).is_file():
             c.add(f"{path}.path", f"No file at {resolve_path(location)}.")
+        if (
+            location
+            and source.get("source") == "s3"
+            and not re.match(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/|$)", location)
+        ):
+            c.add(f"{path}.path", "An s3 source's path is s3://bucket/key, or s3://bucket/prefix/ for many files.")
         date_column = source.get("date_column")
         if date_column is not None:
             if date_column not in names:

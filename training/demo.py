@@ -153,3 +153,41 @@ def demo_request(charges_path: Path, merchants_path: Path) -> dict:
             "custom_params": {"max_iter": 150, "learning_rate": 0.08},
         },
     }
+
+
+def upload_partitioned(charges_path: Path, uri: str) -> int:
+    """Upload the charges to `<uri>/charges/date=YYYY-MM-DD/part-0.parquet`; returns the file count."""
+    import io
+
+    from railyard_trainer.storage import s3_client, split_s3_uri
+
+    bucket, prefix = split_s3_uri(uri.rstrip("/"))
+    client = s3_client()
+    frame = pd.read_parquet(charges_path)
+    days = frame["created_at"].dt.strftime("%Y-%m-%d")
+    for day, rows in frame.groupby(days):
+        buffer = io.BytesIO()
+        rows.to_parquet(buffer, index=False)
+        key = "/".join(p for p in (prefix, "charges", f"date={day}", "part-0.parquet") if p)
+        client.put_object(Bucket=bucket, Key=key, Body=buffer.getvalue())
+    return days.nunique()
+
+
+def s3_demo_request(uri: str) -> dict:
+    """The demo request, reading the partitioned charges from S3 (`date` is the partition column)."""
+    request = demo_request(Path("unused"), Path("unused"))
+    request["model_description"] = "Card-fraud model from S3, holdout on the last month"
+    charges = request["data"]["features"][0]
+    request["data"]["features"] = [
+        {
+            **charges,
+            "names": ["date", *[n for n in charges["names"] if n != "created_at"]],
+            "source": "s3",
+            "path": f"{uri.rstrip('/')}/charges/",
+            "date_column": "date",
+        }
+    ]
+    request["train"]["classifier_features"] = [
+        f for f in request["train"]["classifier_features"] if f not in ("merchant_category", "merchant_age_days")
+    ]
+    return request

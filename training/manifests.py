@@ -47,6 +47,8 @@ class JobInputs:
     ttl_seconds_after_finished: int = 86400
     env_from_secrets: list[str] = field(default_factory=list)
     service_account: str = ""
+    #: Plain settings for the trainer (a region, an endpoint); never credentials.
+    env: dict[str, str] = field(default_factory=dict)
 
 
 def job_name(run_id: int, attempt: int) -> str:
@@ -155,6 +157,7 @@ def job(inputs: JobInputs) -> dict[str, Any]:
             {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
             {"name": "HOME", "value": SCRATCH_DIR},
             {"name": "TMPDIR", "value": SCRATCH_DIR},
+            *({"name": name, "value": value} for name, value in sorted(inputs.env.items())),
         ],
         "resources": _resources(inputs.profile),
         "volumeMounts": mounts,

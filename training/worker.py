@@ -13,7 +13,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from railyard_trainer.storage import ArtifactNotFound, open_store, sha256_hex
+from railyard_trainer.storage import ArtifactNotFound, StoreError, open_store, sha256_hex
 from training import states
 from training.conf import railyard
 from training.executors import ExecutorError, ExecutorUnavailable, JobPhase, JobState, get_executor
@@ -21,6 +21,9 @@ from training.models import Artifact, Run
 from training.states import RunStatus
 
 log = logging.getLogger(__name__)
+
+#: How the trainer's error.json kinds read in a run's failure reason.
+ERROR_KINDS = {"bad_data": "bad data", "crash": "trainer crashed", "storage": "the artifact store failed"}
 
 
 def dispatch(executor_name: str | None = None) -> int:
@@ -74,7 +77,12 @@ def reconcile(executor_name: str | None = None) -> dict[str, int]:
         return counts
     for run in in_flight:
         state = observed.get(run.pk, JobState(JobPhase.MISSING, "the executor reported nothing"))
-        if apply(run, state):
+        try:
+            changed = apply(run, state)
+        except StoreError as exc:
+            log.warning("run %s: the artifact store failed, trying again next pass: %s", run.pk, exc)
+            continue
+        if changed:
             key = "running" if state.phase in (JobPhase.PENDING, JobPhase.RUNNING) else "finished"
             counts[key] += 1
     counts["launched"] += dispatch(executor.name) if counts["finished"] else 0
@@ -114,7 +122,7 @@ def _fail(run: Run, reason: str) -> bool:
         _save_artifact(run, _entry(run, name, raw, "application/json"))
         if name == "error.json":
             error = json.loads(raw)
-            kind = "bad data" if error.get("kind") == "bad_data" else "trainer crashed"
+            kind = ERROR_KINDS.get(error.get("kind"), "trainer crashed")
             reason = f"{kind}: {error.get('message', reason)}"
     _keep_log(run)
     return states.mark_failed(run, reason)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from railyard_trainer.errors import EXIT_BAD_DATA, EXIT_CRASH, EXIT_OK, BadDataError
 from railyard_trainer.stages import log
-from railyard_trainer.storage import open_store
+from railyard_trainer.storage import StoreError, open_store
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -25,6 +25,9 @@ def _train(args: argparse.Namespace) -> int:
         raw = json.loads(Path(args.spec).read_text())
         run(raw, store)
         return EXIT_OK
+    except StoreError as exc:
+        # The store failing is not the data's fault: exit like a crash, so that a Job retries it.
+        kind, code, message = "storage", EXIT_CRASH, str(exc)
     except (BadDataError, OSError, json.JSONDecodeError) as exc:
         kind, code, message = "bad_data", EXIT_BAD_DATA, str(exc)
     except Exception as exc:  # noqa: BLE001 - every crash must leave a reason behind
@@ -33,7 +36,7 @@ def _train(args: argparse.Namespace) -> int:
     log(f"error kind={kind}: {message}")
     try:
         store.put("error.json", json.dumps({"kind": kind, "message": message}).encode(), "application/json")
-    except OSError as exc:
+    except (OSError, StoreError) as exc:
         log(f"could not write error.json: {exc}")
     return code
 

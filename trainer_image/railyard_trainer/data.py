@@ -13,7 +13,7 @@ def load(spec: TrainSpec) -> pd.DataFrame:
     """Read and join the feature sources; the first source is the base, others join onto it."""
     frames = []
     for i, source in enumerate(spec.sources):
-        frame = read_source(source, f"data.features[{i}]")
+        frame = read_source(source, f"data.features[{i}]", spec.date_range)
         if source.date_column:
             frame[source.date_column] = _as_datetime(frame[source.date_column], source.date_column)
         frames.append(frame)

@@ -1,65 +1,151 @@
-"""Where feature data comes from. A source reader takes one feature source and returns its columns.
+"""Where feature data comes from. A reader takes one feature source and returns its columns.
 
-Readers are looked up by the request's `source` (`file` today); a new backend (`s3`) only adds
-an entry to READERS.
+Readers are looked up by the request's `source`: `file` (a local path) and `s3` (an
+`s3://bucket/key` object, or an `s3://bucket/prefix/` of many files, hive-partitioned or not).
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
+from typing import BinaryIO
 
 import pandas as pd
 import pyarrow.parquet as pq
 
 from railyard_trainer.errors import BadDataError
-from railyard_trainer.spec import FeatureSource
+from railyard_trainer.spec import DateRange, FeatureSource
+from railyard_trainer.stages import log
 
 
-def _read_parquet(path: Path, columns: list[str], where: str) -> pd.DataFrame:
+def _read_parquet(data: Path | BinaryIO, columns: list[str], where: str, label: str) -> pd.DataFrame:
     try:
-        available = pq.read_schema(path).names
+        parquet = pq.ParquetFile(data)
     except (OSError, ValueError) as exc:
-        raise BadDataError(f"{where}: cannot read parquet file {path}: {exc}") from exc
-    _check_columns(available, columns, where, path)
-    return pd.read_parquet(path, columns=columns)
+        raise BadDataError(f"{where}: cannot read parquet file {label}: {exc}") from exc
+    _check_columns(parquet.schema_arrow.names, columns, where, label)
+    return parquet.read(columns=columns).to_pandas()
 
 
-def _read_csv(path: Path, columns: list[str], where: str) -> pd.DataFrame:
+def _read_csv(data: Path | BinaryIO, columns: list[str], where: str, label: str) -> pd.DataFrame:
     try:
-        header = pd.read_csv(path, nrows=0).columns
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise BadDataError(f"{where}: cannot read CSV file {path}: {exc}") from exc
-    _check_columns(list(header), columns, where, path)
-    return pd.read_csv(path, usecols=columns)
+        header = pd.read_csv(data, nrows=0).columns
+        _check_columns(list(header), columns, where, label)
+        if not isinstance(data, Path):
+            data.seek(0)
+        return pd.read_csv(data, usecols=columns)[columns]
+    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise BadDataError(f"{where}: cannot read CSV file {label}: {exc}") from exc
 
 
-def _check_columns(available: list[str], wanted: list[str], where: str, path: Path) -> None:
+def _check_columns(available: list[str], wanted: list[str], where: str, label: str) -> None:
     missing = [c for c in wanted if c not in available]
     if missing:
-        raise BadDataError(f"{where}: column(s) {', '.join(missing)} not found in {path}")
+        raise BadDataError(f"{where}: column(s) {', '.join(missing)} not found in {label}")
 
 
-FORMATS: dict[str, Callable[[Path, list[str], str], pd.DataFrame]] = {
+FORMATS: dict[str, Callable[[Path | BinaryIO, list[str], str, str], pd.DataFrame]] = {
     "parquet": _read_parquet,
     "csv": _read_csv,
 }
+EXTENSIONS = {"parquet": (".parquet", ".pq"), "csv": (".csv",)}
 
 
-def read_file(source: FeatureSource, where: str) -> pd.DataFrame:
+def read_file(source: FeatureSource, where: str, date_range: DateRange | None) -> pd.DataFrame:
     path = Path(source.path)
     if not path.exists():
         raise BadDataError(f"{where}: file {path} does not exist")
-    return FORMATS[source.format](path, source.names, where)
+    return FORMATS[source.format](path, source.names, where, str(path))
 
 
-READERS: dict[str, Callable[[FeatureSource, str], pd.DataFrame]] = {"file": read_file}
+def partitions(relative_key: str) -> dict[str, str]:
+    """Hive-style `name=value` folders of an object key: `date=2026-01-01/part-0.parquet`."""
+    return dict(part.split("=", 1) for part in relative_key.split("/")[:-1] if "=" in part)
 
 
-def read_source(source: FeatureSource, where: str) -> pd.DataFrame:
+def keep_partition(values: dict[str, str], date_column: str | None, date_range: DateRange | None) -> bool:
+    """Prune a file whose partition on the date column lies outside the date range.
+
+    Only a partition on the date column itself is pruned: then every row in it has that date.
+    """
+    if date_range is None or date_column is None or date_column not in values:
+        return True
+    try:
+        day = date.fromisoformat(values[date_column][:10])
+    except ValueError:
+        return True
+    return date_range.start <= day < date_range.end
+
+
+def read_s3(source: FeatureSource, where: str, date_range: DateRange | None) -> pd.DataFrame:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from railyard_trainer.storage import describe_s3_error, s3_client, split_s3_uri
+
+    bucket, key = split_s3_uri(source.path)
+    client = s3_client()
+    try:
+        if key and not key.endswith("/"):
+            try:
+                client.head_object(Bucket=bucket, Key=key)
+                keys, prefix = [key], key.rsplit("/", 1)[0] + "/" if "/" in key else ""
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey"):
+                    raise
+                keys, prefix = None, key + "/"  # not an object: perhaps a folder of them
+        else:
+            keys, prefix = None, key
+        if keys is None:
+            pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            keys = sorted(
+                obj["Key"]
+                for page in pages
+                for obj in page.get("Contents", [])
+                if obj["Key"].endswith(EXTENSIONS[source.format])
+                and not any(p.startswith(("_", ".")) for p in obj["Key"][len(prefix) :].split("/"))
+            )
+            if not keys:
+                missing = "no such object" if key and not key.endswith("/") else f"no {source.format} files there"
+                raise BadDataError(f"{where}: {source.path}: {missing}")
+    except ClientError as exc:
+        raise BadDataError(f"{where}: {describe_s3_error(exc, source.path)}") from exc
+    except BotoCoreError as exc:
+        raise BadDataError(f"{where}: {describe_s3_error(exc, source.path)}") from exc
+
+    chosen = [k for k in keys if keep_partition(partitions(k[len(prefix) :]), source.date_column, date_range)]
+    if len(chosen) < len(keys):
+        log(f"{source.path}: reading {len(chosen)} of {len(keys)} files (the rest are outside the date range)")
+    frames = []
+    for object_key in chosen:
+        uri = f"s3://{bucket}/{object_key}"
+        values = partitions(object_key[len(prefix) :])
+        from_file = [c for c in source.names if c not in values]
+        try:
+            body = client.get_object(Bucket=bucket, Key=object_key)["Body"].read()
+        except (ClientError, BotoCoreError) as exc:
+            raise BadDataError(f"{where}: {describe_s3_error(exc, uri)}") from exc
+        frame = FORMATS[source.format](io.BytesIO(body), from_file, where, uri)
+        for name in source.names:
+            if name in values:
+                frame[name] = values[name]
+        frames.append(frame[source.names])
+    if not frames:
+        return pd.DataFrame({name: pd.Series(dtype=object) for name in source.names})
+    return pd.concat(frames, ignore_index=True)
+
+
+READERS: dict[str, Callable[[FeatureSource, str, DateRange | None], pd.DataFrame]] = {
+    "file": read_file,
+    "s3": read_s3,
+}
+
+
+def read_source(source: FeatureSource, where: str, date_range: DateRange | None = None) -> pd.DataFrame:
     reader = READERS.get(source.source)
     if reader is None:
         raise BadDataError(f"{where}: unknown source {source.source!r}")
     if source.format not in FORMATS:
         raise BadDataError(f"{where}: unknown format {source.format!r}")
-    return reader(source, where)
+    return reader(source, where, date_range)

@@ -18,8 +18,14 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--rows", type=int, default=200_000)
         parser.add_argument("--no-run", action="store_true", help="prepare data and login only")
+        parser.add_argument(
+            "--s3",
+            metavar="URI",
+            help="also upload the charges, partitioned by day, to "
+            "s3://bucket/prefix and train from there (boto3's AWS_* settings apply)",
+        )
 
-    def handle(self, *args: object, rows: int, no_run: bool, **options: object) -> None:
+    def handle(self, *args: object, rows: int, no_run: bool, s3: str | None = None, **options: object) -> None:
         call_command("sync_workflows", verbosity=0)
         directory = settings.VAR_DIR / "demo"
         paths = {"charges": directory / "charges.parquet", "merchants": directory / "merchants.parquet"}
@@ -37,4 +43,10 @@ class Command(BaseCommand):
                 user, demo.demo_request(paths["charges"], paths["merchants"]), idempotency_key="demo"
             )
             self.stdout.write(f"Demo run #{run.pk} is {run.status}{'' if created else ' (submitted earlier)'}.")
+        if s3:
+            files = demo.upload_partitioned(paths["charges"], s3)
+            self.stdout.write(f"Uploaded {files} daily files to {s3.rstrip('/')}/charges/")
+            if not no_run:
+                run, _ = services.submit(user, demo.s3_demo_request(s3), idempotency_key=f"demo-s3-{s3}")
+                self.stdout.write(f"S3 demo run #{run.pk} is {run.status}.")
         self.stdout.write(f"Log in at http://127.0.0.1:8000/ as {USERNAME} / {PASSWORD}")
