@@ -85,7 +85,7 @@ def s3_request(fraud_request: dict) -> dict:
 
 @pytest.mark.slow
 def test_a_run_reads_a_partitioned_dataset_from_s3_and_keeps_every_artifact_there(
-    s3, s3_server, partitioned, alice, fraud_request, settings
+    s3, s3_server, partitioned, alice, client, fraud_request, settings
 ):
     settings.RAILYARD = {**settings.RAILYARD, "ARTIFACT_STORE": "s3://artifacts/railyard"}
     run, _ = services.submit(alice, s3_request(fraud_request))
@@ -122,6 +122,15 @@ def test_a_run_reads_a_partitioned_dataset_from_s3_and_keeps_every_artifact_ther
         hashlib.sha256(b"".join(download.streaming_content)).hexdigest() == artifacts["holdout_scores.parquet"].sha256
     )
     assert APIClient().get(f"/api/v1/runs/{run.pk}/artifacts/holdout_scores.parquet").status_code == 401
+    client.force_login(alice)
+    page = client.get(f"/runs/{run.pk}").content.decode()
+    assert page.count('class="plotly-graph-div"') == 6  # the charts come from evaluation.json in the bucket
+
+    s3_server.fail("GET", f"/runs/{run.pk}/", 403, "AccessDenied", times=50)
+    refused = token_client.get(f"/api/v1/runs/{run.pk}/artifacts/model.joblib")
+    assert refused.status_code == 503
+    assert "access denied" in refused.json()["detail"]
+    assert client.get(f"/runs/{run.pk}").status_code == 200  # the page still shows what it can
 
 
 def source(path: str, fmt: str = "parquet") -> FeatureSource:

@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from railyard_trainer.storage import StoreError
 from training import artifacts, contract, services
 from training.conf import railyard
 from training.executors import ExecutorError, get_executor
@@ -169,13 +170,18 @@ def run_log(run: Run, tail: int) -> str:
 
 class RunArtifact(RunAction):
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
-    def get(self, request: Request, pk: int, name: str) -> FileResponse:
+    def get(self, request: Request, pk: int, name: str) -> FileResponse | Response:
         run = self.run(request, pk)
         artifact = get_object_or_404(run.artifacts, name=name)
         try:
             stream = artifacts.open_stream(artifact)
         except FileNotFoundError:
             raise Http404(f"{name} is recorded but missing from the artifact store") from None
+        except StoreError as exc:
+            return Response(
+                {"detail": f"The artifact store cannot serve it right now: {exc}"},
+                status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            )
         return FileResponse(stream, as_attachment=True, filename=name, content_type=artifact.content_type)
 
 

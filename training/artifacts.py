@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any, BinaryIO
 
-from railyard_trainer.storage import ArtifactNotFound, open_store
+from railyard_trainer.storage import ArtifactNotFound, StoreError, open_store
 from training.models import Artifact, Run
+
+log = logging.getLogger(__name__)
 
 
 def read_bytes(run: Run, name: str) -> bytes | None:
@@ -15,6 +18,10 @@ def read_bytes(run: Run, name: str) -> bytes | None:
     try:
         return open_store(run.artifact_uri).get(name)
     except ArtifactNotFound:
+        return None
+    except StoreError as exc:
+        # A page shows what it can when the store is down; downloads report the failure.
+        log.warning("run %s: %s", run.pk, exc)
         return None
 
 
