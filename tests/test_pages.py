@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.usefixtures("workflows")
 
 
 @pytest.fixture
-def browser(client, alice):
+def signed_in(client, alice):
     client.force_login(alice)
     return client
 
@@ -25,6 +26,7 @@ def form_data(dataset) -> dict:
         "project": "fraud",
         "model_description": "from the form",
         "compute_resource": "cpu",
+        "source_kind": "file",
         "source_path": str(dataset["charges"]),
         "source_format": "parquet",
         "names": "created_at, amount, country, card_type, is_fraud",
@@ -61,39 +63,39 @@ def test_it_logs_in_with_a_password(client, alice):
     assert client.get("/").status_code == 200
 
 
-def test_the_run_list_shows_runs_with_status_badges(browser, alice, fraud_request):
+def test_the_run_list_shows_runs_with_status_badges(signed_in, alice, fraud_request):
     run = services.submit(alice, fraud_request)[0]
-    html = browser.get("/").content.decode()
+    html = signed_in.get("/").content.decode()
     assert f'href="/runs/{run.pk}"' in html
     assert '<span class="badge status-queued">queued</span>' in html
 
 
-def test_the_run_list_filters_and_says_when_nothing_matches(browser, alice, fraud_request):
+def test_the_run_list_filters_and_says_when_nothing_matches(signed_in, alice, fraud_request):
     services.submit(alice, fraud_request)
-    html = browser.get("/", {"status": "succeeded"}).content.decode()
+    html = signed_in.get("/", {"status": "succeeded"}).content.decode()
     assert "No runs match these filters" in html
-    assert "status-queued" not in html
+    assert "data-run-id" not in html
 
 
-def test_the_run_list_keeps_a_fixed_number_of_queries(browser, alice, fraud_request):
+def test_the_run_list_keeps_a_fixed_number_of_queries(signed_in, alice, fraud_request):
     services.submit(alice, fraud_request)
     with CaptureQueriesContext(connection) as few:
-        browser.get("/")
+        signed_in.get("/")
     for _ in range(5):
         services.submit(alice, fraud_request)
     with CaptureQueriesContext(connection) as many:
-        browser.get("/")
+        signed_in.get("/")
     assert len(few) == len(many)
 
 
-def test_the_launch_form_offers_the_catalogue(browser):
-    html = browser.get("/runs/new").content.decode()
+def test_the_launch_form_offers_the_catalogue(signed_in):
+    html = signed_in.get("/runs/new").content.decode()
     assert '<option value="gradient_boosting">gradient_boosting (classification)</option>' in html
     assert '<option value="gpu">gpu</option>' in html
 
 
-def test_the_launch_form_queues_a_run(browser, alice, dataset):
-    response = browser.post("/runs/new", form_data(dataset))
+def test_the_launch_form_queues_a_run(signed_in, alice, dataset):
+    response = signed_in.post("/runs/new", form_data(dataset))
 
     run = Run.objects.get()
     assert response.status_code == 302
@@ -108,10 +110,10 @@ def test_the_launch_form_queues_a_run(browser, alice, dataset):
     assert run.request["data"]["holdout_sampling"]["date_range"] == {"start": "2026-10-01", "end": "2026-11-01"}
 
 
-def test_the_launch_form_shows_errors_beside_their_fields(browser, dataset):
+def test_the_launch_form_shows_errors_beside_their_fields(signed_in, dataset):
     data = {**form_data(dataset), "label": "is_fraudd", "holdout_end": "2027-01-01", "custom_params": "{oops"}
 
-    response = browser.post("/runs/new", data)
+    response = signed_in.post("/runs/new", data)
 
     html = response.content.decode()
     assert response.status_code == 400
@@ -121,62 +123,79 @@ def test_the_launch_form_shows_errors_beside_their_fields(browser, dataset):
     assert Run.objects.count() == 0
 
 
-def test_the_launch_form_reports_contract_errors_like_the_api(browser, dataset):
+def test_the_launch_form_reports_contract_errors_like_the_api(signed_in, dataset):
     data = {**form_data(dataset), "label": "is_fraudd", "holdout_end": "2027-01-01", "source_path": "/nope.parquet"}
 
-    html = browser.post("/runs/new", data).content.decode()
+    html = signed_in.post("/runs/new", data).content.decode()
 
     assert field_errors(html, "label") == ["&#x27;is_fraudd&#x27; is not among the feature sources&#x27; names."]
     assert "must lie inside the date range" in field_errors(html, "holdout_start")[0]
     assert field_errors(html, "source_path") == ["No file at /nope.parquet."]
 
 
-def test_the_run_page_draws_every_evaluation_chart(browser, trained_run):
-    html = browser.get(f"/runs/{trained_run.pk}").content.decode()
+def chart_specs(html: str) -> list[dict]:
+    found = re.search(r'<script id="chart-specs" type="application/json">(.*?)</script>', html, re.S)
+    return json.loads(found.group(1))
 
-    assert '<script src="/vendor/plotly.min.js"></script>' in html
-    chart_ids = re.findall(r'<div id="(chart-\d+)" class="plotly-graph-div"', html)
-    assert len(chart_ids) == 6
-    for title in (
+
+def test_the_run_page_carries_every_evaluation_chart(signed_in, trained_run):
+    html = signed_in.get(f"/runs/{trained_run.pk}").content.decode()
+
+    assert '<script src="/vendor/plotly.min.js" defer></script>' in html
+    titles = [spec["layout"]["title"]["text"] for spec in chart_specs(html)]
+    assert titles == [
         "ROC curve",
-        "recall curve",
+        "Precision–recall curve",
         "Scores by class",
         "Calibration",
         "Confusion matrix",
-        "Feature importance",
-    ):
-        assert title in html
+        "Feature importance — permutation (roc_auc)",
+    ]
+    assert '<div id="charts" class="charts"' in html
     assert "<th>roc_auc</th>" in html
     assert f'href="/api/v1/runs/{trained_run.pk}/artifacts/model.joblib"' in html
     assert "train_rows" in html
-    assert 'http-equiv="refresh"' not in html
+    assert 'data-active="false"' in html
+    assert "curl -X POST http://testserver/api/v1/runs" in html
 
 
-def test_the_run_page_of_an_active_run_refreshes_and_offers_cancel(browser, alice, fraud_request):
+def test_the_run_page_of_an_active_run_follows_it_and_offers_cancel(signed_in, alice, fraud_request):
     run = services.submit(alice, fraud_request)[0]
-    html = browser.get(f"/runs/{run.pk}").content.decode()
-    assert 'http-equiv="refresh"' in html
+    html = signed_in.get(f"/runs/{run.pk}").content.decode()
+    assert f'data-live-url="/runs/{run.pk}/live" data-active="true"' in html
     assert f'action="/runs/{run.pk}/cancel"' in html
 
-    browser.post(f"/runs/{run.pk}/cancel")
+    signed_in.post(f"/runs/{run.pk}/cancel")
 
     run.refresh_from_db()
     assert run.status == "cancelled"
-    assert "Cancel</button>" not in browser.get(f"/runs/{run.pk}").content.decode()
+    assert "Cancel</button>" not in signed_in.get(f"/runs/{run.pk}").content.decode()
 
 
-def test_the_run_page_shows_why_a_run_failed(browser, alice, fraud_request):
+def test_the_live_view_reports_progress_then_results(signed_in, alice, fraud_request, trained_run):
+    run = services.submit(alice, fraud_request)[0]
+    queued = signed_in.get(f"/runs/{run.pk}/live").json()
+    assert (queued["status"], queued["is_active"], queued["stage"], queued["progress"]) == ("queued", True, None, 0)
+    assert "results_html" not in queued
+
+    done = signed_in.get(f"/runs/{trained_run.pk}/live").json()
+    assert (done["status"], done["is_active"]) == ("succeeded", False)
+    assert len(done["charts"]) == 6
+    assert "<th>roc_auc</th>" in done["results_html"]
+
+
+def test_the_run_page_shows_why_a_run_failed(signed_in, alice, fraud_request):
     from training import states
 
     run = services.submit(alice, fraud_request)[0]
     states.mark_failed(run, "bad data: no rows left")
-    html = browser.get(f"/runs/{run.pk}").content.decode()
-    assert "<strong>Failed:</strong> bad data: no rows left" in html
+    html = signed_in.get(f"/runs/{run.pk}").content.decode()
+    assert "<strong>Failed:</strong> <span>bad data: no rows left</span>" in html
 
 
-def test_retry_from_the_run_page_queues_a_linked_run(browser, alice, fraud_request):
+def test_retry_from_the_run_page_queues_a_linked_run(signed_in, alice, fraud_request):
     run = services.submit(alice, fraud_request)[0]
-    response = browser.post(f"/runs/{run.pk}/retry")
+    response = signed_in.post(f"/runs/{run.pk}/retry")
     retry = Run.objects.exclude(pk=run.pk).get()
     assert response["Location"] == f"/runs/{retry.pk}"
     assert retry.retried_from == run
@@ -199,8 +218,71 @@ def test_the_stylesheet_is_served_by_the_app(client):
     assert b".badge" in b"".join(response.streaming_content)
 
 
-def test_the_run_page_says_what_the_run_is_waiting_for(browser, alice, fraud_request):
+def test_the_run_page_says_what_the_run_is_waiting_for(signed_in, alice, fraud_request):
     run = services.submit(alice, fraud_request)[0]
     Run.objects.filter(pk=run.pk).update(status_message="no node can run the trainer yet (Unschedulable)")
-    html = browser.get(f"/runs/{run.pk}").content.decode()
-    assert '<p class="notice" role="status">no node can run the trainer yet (Unschedulable)</p>' in html
+    html = signed_in.get(f"/runs/{run.pk}").content.decode()
+    assert re.search(r'<p id="status-message" class="notice" role="status"\s*>no node can run the trainer yet '
+                     r"\(Unschedulable\)</p>", html)
+
+
+def test_the_trainers_stage_is_read_from_its_log():
+    from training.progress import progress
+
+    assert progress("") == (None, 0)
+    assert progress("t stage=load started\nt stage=load done duration=1s\nt stage=filter started\n") == ("filter", 17)
+    assert progress("stage=serialize done duration=0.1s") == ("serialize", 100)
+
+
+def test_active_rows_can_ask_for_their_statuses(signed_in, alice, fraud_request):
+    first, second = (services.submit(alice, fraud_request)[0] for _ in range(2))
+    services.cancel(second, actor="alice")
+    body = signed_in.get("/runs/statuses", {"ids": f"{first.pk},{second.pk},x"}).json()
+    assert body == {str(first.pk): "queued", str(second.pk): "cancelled"}
+
+
+def test_the_run_list_pages_by_cursor_and_searches(signed_in, alice, fraud_request):
+    runs = [services.submit(alice, {**fraud_request, "model_description": f"model {i}"})[0] for i in range(27)]
+    first = signed_in.get("/").content.decode()
+    assert f'href="/runs/{runs[-1].pk}"' in first
+    cursor = re.search(r"before_id=(\d+)", first).group(1)
+    second = signed_in.get("/", {"before_id": cursor}).content.decode()
+    assert f'href="/runs/{runs[0].pk}"' in second
+    assert f'href="/runs/{runs[-1].pk}"' not in second
+    assert "before_id=" not in second  # nothing older
+    found = signed_in.get("/", {"q": "model 13"}).content.decode()
+    assert re.findall(r'data-run-id="(\d+)"', found) == [str(runs[13].pk)]
+
+
+def test_comparing_runs_highlights_the_best_and_shows_what_differs(signed_in, alice, fraud_request):
+    from training import states
+
+    runs = []
+    for auc, loss, rate in ((0.81, 0.30, 0.1), (0.86, 0.25, 0.05)):
+        request = {**fraud_request, "train": {**fraud_request["train"], "custom_params": {"learning_rate": rate}}}
+        run = services.submit(alice, request)[0]
+        states.mark_submitted(run, {}, "local")
+        states.mark_succeeded(run, {"roc_auc": auc, "log_loss": loss}, {})
+        runs.append(run)
+
+    html = signed_in.get("/compare", {"runs": [r.pk for r in runs]}).content.decode()
+
+    assert re.search(r'<th scope="row">roc_auc</th><td>0.8100</td><td class="best" title="best">0.8600</td>', html)
+    assert re.search(r'<th scope="row">log_loss</th><td>0.3000</td><td class="best" title="best">0.2500</td>', html)
+    assert "<code>train.custom_params.learning_rate</code></th><td><code>0.1</code></td><td><code>0.05</code>" in html
+    assert signed_in.get("/compare", {"runs": [runs[0].pk]}).status_code == 302
+
+
+def test_clone_fills_the_launch_form_from_a_run(signed_in, alice, fraud_request):
+    run = services.submit(alice, fraud_request)[0]
+    html = signed_in.get("/runs/new", {"clone": run.pk}).content.decode()
+    assert f'Filled in from <a href="/runs/{run.pk}">run #{run.pk}</a>' in html
+    assert 'name="label" value="is_fraud"' in html
+    assert "&quot;max_iter&quot;: 30" in html
+    assert 'value="2026-10-01"' in html
+
+
+def test_unknown_pages_answer_404_in_the_sites_style(signed_in):
+    response = signed_in.get("/no/such/page")
+    assert response.status_code == 404
+    assert b"There is nothing at this address" in response.content

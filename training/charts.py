@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from itertools import pairwise
 
@@ -122,7 +123,10 @@ def figures(evaluation: dict | None) -> list[go.Figure]:
     return [build(charts) for key, build in BUILDERS if key in charts]
 
 
-def to_html(fig: go.Figure, div_id: str) -> str:
-    return pio.to_html(
-        fig, include_plotlyjs=False, full_html=False, div_id=div_id, config={"displaylogo": False, "responsive": True}
-    )
+def to_spec(fig: go.Figure) -> dict:
+    """A figure as plain JSON (`data` and `layout`), for plotly.js to draw in the page."""
+    return json.loads(pio.to_json(fig))
+
+
+def specs(evaluation: dict | None) -> list[dict]:
+    return [to_spec(fig) for fig in figures(evaluation)]

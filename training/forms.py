@@ -20,6 +20,7 @@ SAMPLING = [("DATE_RANGE", "Date range (holdout after training)"), ("RANDOM", "R
 
 #: Contract paths → form fields, first match wins.
 FIELD_FOR_PATH = [
+    (r"^data\.features\[0\]\.source$", "source_kind"),
     (r"^data\.features\[0\]\.(names)", "names"),
     (r"^data\.features\[0\]\.(path|source)", "source_path"),
     (r"^data\.features\[0\]\.format", "source_format"),
@@ -47,7 +48,11 @@ class LaunchForm(forms.Form):
     compute_resource = forms.ChoiceField()
     workflow_name = forms.ChoiceField(label="Workflow")
 
-    source_path = forms.CharField(label="Data file", help_text="Absolute, or relative to the data directory.")
+    source_kind = forms.ChoiceField(label="Source", choices=[("file", "File"), ("s3", "S3")], initial="file")
+    source_path = forms.CharField(
+        label="Data path",
+        help_text="A file: absolute, or relative to the data directory. S3: s3://bucket/key or s3://bucket/prefix/.",
+    )
     source_format = forms.ChoiceField(label="Format", choices=FORMATS)
     names = forms.CharField(
         label="Columns to load", help_text="Comma-separated.", widget=forms.Textarea(attrs={"rows": 2})
@@ -109,7 +114,7 @@ class LaunchForm(forms.Form):
         d = self.cleaned_data
         source: dict[str, Any] = {
             "names": _split_names(d["names"]),
-            "source": "file",
+            "source": d["source_kind"],
             "format": d["source_format"],
             "path": d["source_path"],
         }
@@ -174,3 +179,35 @@ def field_for(path: str) -> str | None:
 
 def _iso(value: Any) -> str | None:
     return value.isoformat() if value else None
+
+
+def initial_from_request(request: dict) -> dict:
+    """The launch form's fields filled from a run's request, to clone it."""
+    data, train = request.get("data") or {}, request.get("train") or {}
+    features = data.get("features") or [{}]
+    first = features[0]
+    holdout = data.get("holdout_sampling") or {}
+    date_range, holdout_range = data.get("date_range") or {}, holdout.get("date_range") or {}
+    return {
+        "project": request.get("project"),
+        "model_description": request.get("model_description", ""),
+        "compute_resource": request.get("compute_resource"),
+        "source_kind": first.get("source", "file"),
+        "source_path": first.get("path"),
+        "source_format": first.get("format"),
+        "names": ", ".join(first.get("names", [])),
+        "date_column": first.get("date_column", ""),
+        "extra_sources": json.dumps(features[1:], indent=2) if len(features) > 1 else "",
+        "date_start": date_range.get("start"),
+        "date_end": date_range.get("end"),
+        "filters": json.dumps(data.get("filters") or []),
+        "sampling_function": holdout.get("sampling_function", "RANDOM"),
+        "holdout_start": holdout_range.get("start"),
+        "holdout_end": holdout_range.get("end"),
+        "fraction": holdout.get("fraction", 0.2),
+        "seed": holdout.get("seed", 0),
+        "workflow_name": train.get("workflow_name"),
+        "label": train.get("label"),
+        "classifier_features": ", ".join(train.get("classifier_features", [])),
+        "custom_params": json.dumps(train.get("custom_params") or {}, indent=2),
+    }

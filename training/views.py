@@ -1,43 +1,82 @@
-"""The dashboard's pages: thin views over `services`, `artifacts` and `charts`."""
+"""The dashboard's pages: thin views over `services`, `artifacts`, `charts` and `compare`."""
 
 from __future__ import annotations
 
 import json
+from datetime import date
 from functools import lru_cache
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.core.cache import cache
+from django.db.models import Count, Q
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_POST
 
-from training import artifacts, charts, services
+from training import artifacts, charts, compare, services
 from training.api import run_log
-from training.forms import LaunchForm
+from training.forms import LaunchForm, initial_from_request
 from training.models import Project, Run, Workflow
+from training.progress import progress
 from training.states import RunStatus
 
 LOG_TAIL_LINES = 200
+PAGE_SIZE = 25
+STATUS_COUNTS_SECONDS = 15
 FILTERS = {"status": "status", "project": "project__name", "workflow": "workflow__name", "user": "user"}
+
+
+def status_counts() -> dict[str, int]:
+    """Runs per status, cached briefly: counting a large table on every page view is not worth it."""
+    counts = cache.get("railyard:status-counts")
+    if counts is None:
+        counts = dict(Run.objects.order_by().values_list("status").annotate(n=Count("id")))
+        cache.set("railyard:status-counts", counts, STATUS_COUNTS_SECONDS)
+    return {status: counts.get(status, 0) for status in RunStatus.values}
+
+
+def _date(value: str) -> date | None:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        return None
 
 
 @login_required
 def run_list(request: HttpRequest) -> HttpResponse:
-    runs = Run.objects.with_related()
-    active_filters = {}
+    """Newest first, paged by a cursor (the last id seen), so no page counts the whole table."""
+    runs = Run.objects.with_related().order_by("-id")
+    filters: dict[str, str] = {}
     for param, field in FILTERS.items():
         if value := request.GET.get(param, "").strip():
             runs = runs.filter(**{field: value})
-            active_filters[param] = value
-    page = Paginator(runs, 25).get_page(request.GET.get("page"))
+            filters[param] = value
+    if query := request.GET.get("q", "").strip():
+        runs = runs.filter(Q(model_description__icontains=query))
+        filters["q"] = query
+    if after := _date(request.GET.get("created_after", "")):
+        runs = runs.filter(created_at__date__gte=after)
+        filters["created_after"] = after.isoformat()
+    if before := _date(request.GET.get("created_before", "")):
+        runs = runs.filter(created_at__date__lte=before)
+        filters["created_before"] = before.isoformat()
+    cursor = request.GET.get("before_id", "")
+    if cursor.isdigit():
+        runs = runs.filter(id__lt=int(cursor))
+    page = list(runs[: PAGE_SIZE + 1])
     return render(
         request,
         "training/run_list.html",
         {
-            "page": page,
-            "filters": active_filters,
+            "runs": page[:PAGE_SIZE],
+            "next_cursor": page[PAGE_SIZE - 1].pk if len(page) > PAGE_SIZE else None,
+            "paged": cursor.isdigit(),
+            "filters": filters,
+            "counts": status_counts(),
             "statuses": RunStatus.choices,
             "projects": Project.objects.values_list("name", flat=True),
             "workflows": Workflow.objects.values_list("name", flat=True),
@@ -45,34 +84,115 @@ def run_list(request: HttpRequest) -> HttpResponse:
     )
 
 
+def _results(run: Run) -> tuple[dict, list[dict]]:
+    """What a run shows once it has ended: the results' template context and the chart specs."""
+    evaluation = artifacts.read_json(run, "evaluation.json") if run.status == RunStatus.SUCCEEDED else None
+    specs = charts.specs(evaluation)
+    context = {
+        "metrics": sorted(run.metrics.items()),
+        "summary": run.data_summary,
+        "artifacts": list(run.artifacts.all()),
+        "has_charts": bool(specs),
+    }
+    return context, specs
+
+
+def curl_command(request: HttpRequest, run: Run) -> str:
+    """The run's exact request as a curl command against this server's API."""
+    body = json.dumps(run.request, indent=2).replace("'", "'\\''")
+    url = request.build_absolute_uri(reverse("api-runs"))
+    return (
+        f'curl -X POST {url} \\\n  -H "Authorization: Token $RAILYARD_TOKEN" \\\n'
+        f"  -H 'Content-Type: application/json' \\\n  -d '{body}'"
+    )
+
+
 @login_required
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(Run.objects.with_related().prefetch_related("events", "artifacts"), pk=pk)
-    evaluation = artifacts.read_json(run, "evaluation.json") if run.status == RunStatus.SUCCEEDED else None
-    figures = [charts.to_html(fig, f"chart-{i}") for i, fig in enumerate(charts.figures(evaluation))]
+    results, specs = _results(run)
+    log_tail = run_log(run, LOG_TAIL_LINES)
+    stage, percent = progress(log_tail)
     return render(
         request,
         "training/run_detail.html",
         {
             "run": run,
             "request_json": json.dumps(run.request, indent=2),
-            "metrics": sorted(run.metrics.items()),
-            "summary": run.data_summary,
-            "charts": figures,
-            "log_tail": run_log(run, LOG_TAIL_LINES),
+            "curl": curl_command(request, run),
+            "chart_specs": specs,
+            "log_tail": log_tail,
+            "stage": stage,
+            "progress": percent,
             "is_active": run.state.is_active,
+            **results,
+        },
+    )
+
+
+@login_required
+def run_live(request: HttpRequest, pk: int) -> JsonResponse:
+    """What the run page needs to follow a run without reloading."""
+    run = get_object_or_404(Run.objects.with_related().prefetch_related("artifacts"), pk=pk)
+    log_tail = run_log(run, LOG_TAIL_LINES)
+    stage, percent = progress(log_tail)
+    body = {
+        "status": run.status,
+        "is_active": run.state.is_active,
+        "status_message": run.status_message,
+        "failure_reason": run.failure_reason,
+        "stage": stage,
+        "progress": percent,
+        "log": log_tail,
+    }
+    if not run.state.is_active:
+        results, specs = _results(run)
+        body["results_html"] = render_to_string("training/_results.html", results, request=request)
+        body["charts"] = specs
+    return JsonResponse(body)
+
+
+@login_required
+def run_statuses(request: HttpRequest) -> JsonResponse:
+    """The statuses of the runs a list shows, so that its active rows can update themselves."""
+    ids = [int(i) for i in request.GET.get("ids", "").split(",") if i.isdigit()][:100]
+    return JsonResponse({str(pk): status for pk, status in Run.objects.filter(pk__in=ids).values_list("pk", "status")})
+
+
+@login_required
+def compare_runs(request: HttpRequest) -> HttpResponse:
+    ids = [int(i) for i in request.GET.getlist("runs") if i.isdigit()]
+    if not 2 <= len(set(ids)) <= 6:
+        messages.error(request, "Pick between 2 and 6 runs to compare.")
+        return redirect("runs")
+    found = {run.pk: run for run in Run.objects.with_related().filter(pk__in=ids)}
+    runs = [found[pk] for pk in dict.fromkeys(ids) if pk in found]
+    evaluations = [
+        artifacts.read_json(run, "evaluation.json") if run.status == RunStatus.SUCCEEDED else None for run in runs
+    ]
+    return render(
+        request,
+        "training/compare.html",
+        {
+            "runs": runs,
+            "metrics": compare.metrics_table(runs),
+            "diff": compare.request_diff(runs),
+            "chart_specs": compare.overlaid(runs, evaluations),
         },
     )
 
 
 @login_required
 def launch(request: HttpRequest) -> HttpResponse:
-    form = LaunchForm(request.POST or None)
+    initial = {}
+    if (clone := request.GET.get("clone", "")).isdigit():
+        initial = initial_from_request(get_object_or_404(Run, pk=int(clone)).request)
+    form = LaunchForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         run, _ = services.submit(request.user, form.request_payload)
         messages.success(request, f"Run {run.pk} queued.")
         return redirect(run)
-    return render(request, "training/launch.html", {"form": form}, status=400 if form.errors else 200)
+    return render(request, "training/launch.html", {"form": form, "clone": clone}, status=400 if form.errors else 200)
 
 
 @login_required

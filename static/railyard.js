@@ -1,0 +1,89 @@
+// The dashboard's behaviour: live run pages and run lists, charts, copy buttons. No build step.
+"use strict";
+
+function drawCharts(specs) {
+  const box = document.getElementById("charts");
+  if (!box || !window.Plotly) return;
+  box.replaceChildren();
+  specs.forEach((spec, i) => {
+    const card = document.createElement("div");
+    card.className = "card chart";
+    const plot = document.createElement("div");
+    plot.id = "chart-" + i;
+    card.appendChild(plot);
+    box.appendChild(card);
+    Plotly.newPlot(plot, spec.data, spec.layout, {displaylogo: false, responsive: true});
+  });
+}
+
+function setBadge(badge, status) {
+  badge.className = "badge status-" + status;
+  badge.textContent = status;
+}
+
+function followRun(root) {
+  const url = root.dataset.liveUrl;
+  const badge = document.getElementById("status-badge");
+  const bar = document.getElementById("stage-progress");
+  const stage = document.getElementById("stage-label");
+  const log = document.getElementById("log");
+  const message = document.getElementById("status-message");
+  const failure = document.getElementById("failure");
+  const timer = setInterval(async () => {
+    const response = await fetch(url, {headers: {Accept: "application/json"}});
+    if (!response.ok) return;
+    const run = await response.json();
+    setBadge(badge, run.status);
+    bar.value = run.progress;
+    stage.textContent = run.stage ? `${run.stage} (${run.progress}%)` : "waiting to start";
+    log.textContent = run.log || "No log yet.";
+    message.textContent = run.status_message;
+    message.hidden = !run.status_message;
+    if (run.is_active) return;
+    clearInterval(timer);
+    document.getElementById("progress").hidden = true;
+    document.querySelectorAll("[data-while-active]").forEach((el) => el.remove());
+    failure.hidden = !run.failure_reason;
+    failure.querySelector("span").textContent = run.failure_reason;
+    document.getElementById("results").innerHTML = run.results_html;
+    drawCharts(run.charts);
+  }, 1500);
+}
+
+function followRunList(table) {
+  const url = table.dataset.statusesUrl;
+  const timer = setInterval(async () => {
+    const rows = [...table.querySelectorAll("tr[data-active]")];
+    if (!rows.length) return clearInterval(timer);
+    const ids = rows.map((row) => row.dataset.runId).join(",");
+    const response = await fetch(`${url}?ids=${ids}`, {headers: {Accept: "application/json"}});
+    if (!response.ok) return;
+    const statuses = await response.json();
+    rows.forEach((row) => {
+      const status = statuses[row.dataset.runId];
+      if (!status) return;
+      setBadge(row.querySelector(".badge"), status);
+      if (!["queued", "submitted", "running"].includes(status)) row.removeAttribute("data-active");
+    });
+  }, 2000);
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const specs = document.getElementById("chart-specs");
+  if (specs) drawCharts(JSON.parse(specs.textContent));
+  const run = document.querySelector("[data-live-url]");
+  if (run && run.dataset.active === "true") followRun(run);
+  const table = document.querySelector("table[data-statuses-url]");
+  if (table) followRunList(table);
+  document.querySelectorAll("[data-copy]").forEach((button) => {
+    button.addEventListener("click", async () => {
+      await navigator.clipboard.writeText(document.getElementById(button.dataset.copy).textContent);
+      button.textContent = "Copied";
+    });
+  });
+  document.querySelectorAll("form[data-confirm]").forEach((form) => {
+    form.addEventListener("submit", (event) => {
+      if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+    });
+  });
+});
