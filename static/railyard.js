@@ -4,15 +4,18 @@
 function drawCharts(specs) {
   const box = document.getElementById("charts");
   if (!box || !window.Plotly) return;
-  box.replaceChildren();
-  specs.forEach((spec, i) => {
+  // Lay out every card first, so that each chart is drawn at the width it will keep.
+  const plots = specs.map((spec, i) => {
     const card = document.createElement("div");
     card.className = "card chart";
     const plot = document.createElement("div");
     plot.id = "chart-" + i;
     card.appendChild(plot);
-    box.appendChild(card);
-    Plotly.newPlot(plot, spec.data, spec.layout, {displaylogo: false, responsive: true});
+    return plot;
+  });
+  box.replaceChildren(...plots.map((plot) => plot.parentElement));
+  plots.forEach((plot, i) => {
+    Plotly.newPlot(plot, specs[i].data, specs[i].layout, {displaylogo: false, responsive: true});
   });
 }
 

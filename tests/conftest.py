@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import time
 from pathlib import Path
 
@@ -22,6 +23,11 @@ from training.management.commands.sync_workflows import installed_workflows, syn
 from training.models import Run
 
 DATASET_ROWS = 12_000
+
+# pytest-playwright's session-wide sync API keeps an event loop in the test thread once a browser
+# test has run; the ORM calls of every later test are still synchronous, so Django's guard against
+# ORM use inside an event loop must stand down for the test session.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
 @pytest.fixture(autouse=True)
@@ -99,17 +105,39 @@ def wait_for_terminal(run: Run, reconcile, timeout: float = 60.0) -> Run:
     raise AssertionError(f"run {run.pk} still {run.status} after {timeout}s")
 
 
-@pytest.fixture
-def trained_run(alice, workflows, fraud_request) -> Run:
+def train_in_process(owner, request: dict) -> Run:
     """A succeeded run whose artifacts the real trainer wrote (in this process, for speed)."""
     from railyard_trainer import train
     from railyard_trainer.storage import open_store
     from training import services, states, worker
 
-    run, _ = services.submit(alice, fraud_request)
+    run, _ = services.submit(owner, request)
     states.mark_submitted(run, {}, "local")
     states.mark_running(run)
     train.run(run.spec, open_store(run.artifact_uri))
     assert worker.finish_succeeded(run)
     run.refresh_from_db()
     return run
+
+
+@pytest.fixture
+def trained_run(alice, workflows, fraud_request) -> Run:
+    return train_in_process(alice, fraud_request)
+
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    """Debian's Chromium: Playwright's own browser download does not work here."""
+    return {**browser_type_launch_args, "executable_path": "/usr/bin/chromium", "args": CHROMIUM_ARGS}

@@ -222,8 +222,11 @@ def test_the_run_page_says_what_the_run_is_waiting_for(signed_in, alice, fraud_r
     run = services.submit(alice, fraud_request)[0]
     Run.objects.filter(pk=run.pk).update(status_message="no node can run the trainer yet (Unschedulable)")
     html = signed_in.get(f"/runs/{run.pk}").content.decode()
-    assert re.search(r'<p id="status-message" class="notice" role="status"\s*>no node can run the trainer yet '
-                     r"\(Unschedulable\)</p>", html)
+    assert re.search(
+        r'<p id="status-message" class="notice" role="status"\s*>no node can run the trainer yet '
+        r"\(Unschedulable\)</p>",
+        html,
+    )
 
 
 def test_the_trainers_stage_is_read_from_its_log():

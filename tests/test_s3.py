@@ -126,7 +126,7 @@ def test_a_run_reads_a_partitioned_dataset_from_s3_and_keeps_every_artifact_ther
     page = client.get(f"/runs/{run.pk}").content.decode()
     # the charts come from evaluation.json in the bucket
     specs = json.loads(page.split('<script id="chart-specs" type="application/json">')[1].split("</script>")[0])
-    assert [spec["layout"]["title"]["text"] for spec in specs][0] == "ROC curve"
+    assert specs[0]["layout"]["title"]["text"] == "ROC curve"
     assert len(specs) == 6
 
     s3_server.fail("GET", f"/runs/{run.pk}/", 403, "AccessDenied", times=50)

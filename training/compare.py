@@ -10,6 +10,8 @@ import plotly.graph_objects as go
 
 from training.charts import LAYOUT, to_spec
 
+#: Plotly's default colours, assigned to runs in order.
+PALETTE = ["#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3"]
 #: Metrics where smaller is better; every other metric is better larger.
 LOWER_IS_BETTER = {"log_loss", "brier", "rmse", "mae"}
 
@@ -21,7 +23,8 @@ def metrics_table(runs: list[Any]) -> list[dict]:
     for name in names:
         values = [run.metrics.get(name) for run in runs]
         present = [v for v in values if v is not None]
-        best = (min if name in LOWER_IS_BETTER else max)(present) if len(present) > 1 else None
+        # A tie between every run singles none out.
+        best = (min if name in LOWER_IS_BETTER else max)(present) if len(set(present)) > 1 else None
         rows.append({"name": name, "cells": [{"value": v, "best": v is not None and v == best} for v in values]})
     return rows
 
@@ -65,12 +68,13 @@ def overlaid(runs: list[Any], evaluations: list[dict | None]) -> list[dict]:
     pr = _figure("Precision–recall curves", "Recall", "Precision")
     scores = _figure("Scores of positive holdout rows", "Score", "Share of positives")
     drawn = False
-    for run, evaluation in zip(runs, evaluations, strict=True):
+    for i, (run, evaluation) in enumerate(zip(runs, evaluations, strict=True)):
         charts = (evaluation or {}).get("charts", {})
         name = f"#{run.pk} {run.workflow.name}"
+        line = dict(color=PALETTE[i % len(PALETTE)])  # one colour per run on every chart
         if "roc" in charts:
-            roc.add_scatter(x=charts["roc"]["fpr"], y=charts["roc"]["tpr"], mode="lines", name=name)
-            pr.add_scatter(x=charts["pr"]["recall"], y=charts["pr"]["precision"], mode="lines", name=name)
+            roc.add_scatter(x=charts["roc"]["fpr"], y=charts["roc"]["tpr"], mode="lines", name=name, line=line)
+            pr.add_scatter(x=charts["pr"]["recall"], y=charts["pr"]["precision"], mode="lines", name=name, line=line)
             histogram = charts["score_histogram"]
             total = sum(histogram["positive"]) or 1
             edges = histogram["bin_edges"]
@@ -79,6 +83,7 @@ def overlaid(runs: list[Any], evaluations: list[dict | None]) -> list[dict]:
                 y=[count / total for count in histogram["positive"]],
                 mode="lines",
                 name=name,
+                line=line,
             )
             drawn = True
     return [to_spec(fig) for fig in (roc, pr, scores)] if drawn else []

@@ -1,0 +1,178 @@
+"""The dashboard in a real browser: headless Chromium driven by Playwright against a live server.
+
+A thread runs the worker's real reconcile loop beside the server, so runs launched from the
+page train in real trainer subprocesses. Every page visited is saved as a screenshot under
+`test-results/screenshots/`.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from playwright.sync_api import Page, expect
+
+from training import services, worker
+from training.models import Run
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("workflows")]
+SCREENSHOTS = Path(settings.BASE_DIR) / "test-results" / "screenshots"
+SLEEPER = [sys.executable, "-c", "import time; print('stage=load started', flush=True); time.sleep(120)"]
+
+
+@pytest.fixture
+def background_worker():
+    stop = threading.Event()
+
+    def loop() -> None:
+        try:
+            while not stop.is_set():
+                worker.reconcile()
+                stop.wait(0.3)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    yield
+    stop.set()
+    thread.join(30)
+
+
+def shot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
+
+
+@pytest.fixture
+def logged_in(page: Page, live_server, alice) -> Page:
+    page.goto(f"{live_server.url}/login")
+    shot(page, "login")
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill("alice-password")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Runs")).to_be_visible()
+    return page
+
+
+def fill_launch_form(page: Page, dataset: dict, **overrides: str) -> None:
+    values = {
+        "Project": "fraud",
+        "Model description": "launched from the browser",
+        "Data path": str(dataset["charges"]),
+        "Columns to load": "created_at, amount, country, card_type, card_present, is_fraud",
+        "Date column": "created_at",
+        "From": "2025-11-01",
+        "Until (exclusive)": "2026-11-01",
+        "Holdout start": "2026-10-01",
+        "Holdout until (exclusive)": "2026-11-01",
+        "Label": "is_fraud",
+        "Classifier features": "amount, country, card_type, card_present",
+        "Custom params": '{"max_iter": 20}',
+        **overrides,
+    }
+    for label, value in values.items():
+        page.get_by_label(label, exact=True).fill(value)
+    page.get_by_label("Workflow").select_option("gradient_boosting")
+
+
+def test_a_run_launched_from_the_form_is_followed_live_to_its_charts(
+    logged_in, live_server, dataset, background_worker
+):
+    page = logged_in
+    page.get_by_role("link", name="Launch a run").click()
+    fill_launch_form(page, dataset)
+    shot(page, "launch")
+    page.get_by_role("button", name="Launch").click()
+
+    expect(page.get_by_role("heading", name=re.compile(r"Run #\d+"))).to_be_visible()
+    page.evaluate("window.stillTheSamePage = true")
+    expect(page.locator("#status-badge")).to_have_text("succeeded", timeout=60_000)
+    expect(page.locator("#charts .main-svg").first).to_be_visible(timeout=20_000)
+    assert page.evaluate("window.stillTheSamePage") is True  # followed without reloading
+    assert page.locator("#charts .js-plotly-plot").count() == 6
+    assert "ROC curve" in page.locator("#charts").text_content()
+    expect(page.locator("#log")).to_contain_text("stage=serialize done")
+    expect(page.locator("table.metrics")).to_contain_text("roc_auc")
+    shot(page, "run-succeeded")
+    run = Run.objects.get()
+    assert (run.status, run.request["train"]["custom_params"]) == ("succeeded", {"max_iter": 20})
+
+
+def test_a_form_error_appears_beside_its_field(logged_in, live_server, dataset):
+    page = logged_in
+    page.goto(f"{live_server.url}/runs/new")
+    fill_launch_form(page, dataset, Label="is_fraudd")
+    page.get_by_role("button", name="Launch").click()
+
+    error = page.locator("#id_label-error")
+    expect(error).to_have_text("'is_fraudd' is not among the feature sources' names.")
+    expect(page.locator(".field.invalid #id_label")).to_be_visible()
+    shot(page, "launch-error")
+    assert Run.objects.count() == 0
+
+
+def test_two_runs_are_compared_side_by_side(logged_in, live_server, alice, fraud_request, trained_run):
+    from tests.conftest import train_in_process
+
+    other = train_in_process(
+        alice, {**fraud_request, "train": {**fraud_request["train"], "workflow_name": "logistic_regression"}}
+    )
+    page = logged_in
+    page.goto(live_server.url)
+    page.get_by_label(f"Compare run {trained_run.pk}").check()
+    page.get_by_label(f"Compare run {other.pk}").check()
+    page.get_by_role("button", name="Compare selected").click()
+
+    expect(page.get_by_role("heading", name="Comparing 2 runs")).to_be_visible()
+    expect(page.locator("#charts .main-svg").first).to_be_visible()
+    assert page.locator("#charts .js-plotly-plot").count() == 3
+    assert page.locator("td.best").count() >= 4
+    expect(page.locator("table.diff")).to_contain_text("train.workflow_name")
+    shot(page, "compare")
+
+
+def test_a_run_is_cloned_with_a_changed_parameter(logged_in, live_server, trained_run):
+    page = logged_in
+    page.goto(f"{live_server.url}/runs/{trained_run.pk}")
+    page.get_by_role("link", name="Clone").click()
+    expect(page.get_by_label("Label", exact=True)).to_have_value("is_fraud")
+    page.get_by_label("Custom params").fill('{"max_iter": 7, "learning_rate": 0.2}')
+    shot(page, "clone")
+    page.get_by_role("button", name="Launch").click()
+
+    expect(page.locator("#status-badge")).to_be_visible()
+    clone = Run.objects.exclude(pk=trained_run.pk).get()
+    assert clone.request["train"]["custom_params"] == {"max_iter": 7, "learning_rate": 0.2}
+    assert clone.request["data"] == {**trained_run.request["data"], "filters": trained_run.request["data"]["filters"]}
+
+
+def test_a_running_run_is_cancelled_and_the_list_updates_itself(
+    logged_in, live_server, alice, fraud_request, settings, background_worker
+):
+    settings.RAILYARD = {**settings.RAILYARD, "TRAINER_COMMAND": SLEEPER}
+    run, _ = services.submit(alice, fraud_request)
+    page = logged_in
+    page.goto(f"{live_server.url}/runs/{run.pk}")
+    expect(page.locator("#status-badge")).to_have_text("running", timeout=20_000)
+    expect(page.locator("#stage-label")).to_have_text("load (0%)")
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Cancel").click()
+
+    expect(page.locator("#status-badge")).to_have_text("cancelled")
+    shot(page, "run-cancelled")
+    run.refresh_from_db()
+    assert run.status == "cancelled"
+
+    other, _ = services.submit(alice, fraud_request)
+    page.goto(live_server.url)
+    row = page.locator(f'tr[data-run-id="{other.pk}"] .badge')
+    expect(row).to_have_text("running", timeout=20_000)  # queued when the page loaded
+    services.cancel(Run.objects.get(pk=other.pk), actor="alice")
+    expect(row).to_have_text("cancelled", timeout=10_000)
+    shot(page, "runs")
