@@ -71,7 +71,59 @@ function followRunList(table) {
   }, 2000);
 }
 
+function setupLaunchForm(button) {
+  const field = (name) => document.getElementById("id_" + name);
+  const picker = document.getElementById("column-picker");
+  const status = document.getElementById("columns-status");
+  const [label, date, features] = ["pick-label", "pick-date", "pick-features"].map((id) => document.getElementById(id));
+  const option = (value, text, selected) => new Option(text, value, selected, selected);
+
+  function write() {
+    const chosen = [...features.selectedOptions].map((o) => o.value);
+    field("label").value = label.value;
+    field("date_column").value = date.value;
+    field("classifier_features").value = chosen.join(", ");
+    field("names").value = [...new Set([date.value, ...chosen, label.value].filter(Boolean))].join(", ");
+  }
+
+  button.addEventListener("click", async () => {
+    const params = new URLSearchParams({source: field("source_kind").value, format: field("source_format").value,
+                                        path: field("source_path").value});
+    status.textContent = "Reading columns…";
+    const response = await fetch(`${button.dataset.url}?${params}`, {headers: {Accept: "application/json"}});
+    const body = await response.json();
+    if (!response.ok) {
+      status.textContent = body.error;
+      picker.hidden = true;
+      return;
+    }
+    const current = {label: field("label").value, date: field("date_column").value,
+                     features: field("classifier_features").value.split(",").map((s) => s.trim())};
+    label.replaceChildren(...body.columns.map((c) => option(c.name, `${c.name} (${c.type})`, c.name === current.label)));
+    date.replaceChildren(option("", "none", !current.date),
+                         ...body.columns.map((c) => option(c.name, `${c.name} (${c.type})`, c.name === current.date)));
+    features.replaceChildren(...body.columns.map((c) => option(c.name, `${c.name} (${c.type})`,
+                                                                  current.features.includes(c.name))));
+    status.textContent = `${body.columns.length} columns.`;
+    picker.hidden = false;
+    write();
+  });
+  [label, date, features].forEach((select) => select.addEventListener("change", write));
+
+  const catalogue = JSON.parse(document.getElementById("workflow-catalogue").textContent);
+  const info = document.getElementById("workflow-info");
+  const describe = () => {
+    const workflow = catalogue[field("workflow_name").value];
+    info.textContent = workflow ? `${workflow.description} Task: ${workflow.task}. Defaults: ` +
+      `${JSON.stringify(workflow.default_params)}.` : "";
+  };
+  field("workflow_name").addEventListener("change", describe);
+  describe();
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  const readColumns = document.getElementById("read-columns");
+  if (readColumns) setupLaunchForm(readColumns);
   const specs = document.getElementById("chart-specs");
   if (specs) drawCharts(JSON.parse(specs.textContent));
   const run = document.querySelector("[data-live-url]");

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import socket
+import sys
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,6 +22,14 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class QuietServer(ThreadingHTTPServer):
+    """A client that hangs up mid-request (boto3 retrying) is normal here, not an error to print."""
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 @dataclass
@@ -77,7 +86,7 @@ class S3Server:
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
 
-        self.proxy = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+        self.proxy = QuietServer(("127.0.0.1", 0), Proxy)
         self.url = f"http://127.0.0.1:{self.proxy.server_address[1]}"
 
     def start(self) -> S3Server:

@@ -121,7 +121,11 @@ def test_two_runs_are_compared_side_by_side(logged_in, live_server, alice, fraud
     from tests.conftest import train_in_process
 
     other = train_in_process(
-        alice, {**fraud_request, "train": {**fraud_request["train"], "workflow_name": "logistic_regression"}}
+        alice,
+        {
+            **fraud_request,
+            "train": {**fraud_request["train"], "workflow_name": "logistic_regression", "custom_params": {}},
+        },
     )
     page = logged_in
     page.goto(live_server.url)
@@ -153,9 +157,19 @@ def test_a_run_is_cloned_with_a_changed_parameter(logged_in, live_server, traine
 
 
 def test_a_running_run_is_cancelled_and_the_list_updates_itself(
-    logged_in, live_server, alice, fraud_request, settings, background_worker
+    logged_in,
+    live_server,
+    alice,
+    fraud_request,
+    settings,
+    background_worker,
+    monkeypatch,
+    django_capture_on_commit_callbacks,
 ):
+    from django_q.conf import Conf
+
     settings.RAILYARD = {**settings.RAILYARD, "TRAINER_COMMAND": SLEEPER}
+    monkeypatch.setattr(Conf, "SYNC", True)  # stop tasks run at once, as the worker's cluster would run them
     run, _ = services.submit(alice, fraud_request)
     page = logged_in
     page.goto(f"{live_server.url}/runs/{run.pk}")
@@ -168,11 +182,13 @@ def test_a_running_run_is_cancelled_and_the_list_updates_itself(
     shot(page, "run-cancelled")
     run.refresh_from_db()
     assert run.status == "cancelled"
+    assert (Path(run.job_handle["work_dir"]) / "exit.json").read_text() == '{"exit_code": -15}'  # trainer stopped
 
     other, _ = services.submit(alice, fraud_request)
     page.goto(live_server.url)
     row = page.locator(f'tr[data-run-id="{other.pk}"] .badge')
     expect(row).to_have_text("running", timeout=20_000)  # queued when the page loaded
-    services.cancel(Run.objects.get(pk=other.pk), actor="alice")
+    with django_capture_on_commit_callbacks(execute=True):
+        services.cancel(Run.objects.get(pk=other.pk), actor="alice")
     expect(row).to_have_text("cancelled", timeout=10_000)
     shot(page, "runs")

@@ -289,3 +289,19 @@ def test_unknown_pages_answer_404_in_the_sites_style(signed_in):
     response = signed_in.get("/no/such/page")
     assert response.status_code == 404
     assert b"There is nothing at this address" in response.content
+
+
+def test_a_sources_columns_and_types_are_offered_for_picking(signed_in, dataset, tmp_path):
+    body = signed_in.get(
+        "/sources/columns", {"source": "file", "format": "parquet", "path": str(dataset["charges"])}
+    ).json()
+    types = {c["name"]: c["type"] for c in body["columns"]}
+    assert types["created_at"].startswith("timestamp")
+    assert (types["amount"], types["is_fraud"], types["country"]) == ("double", "int64", "large_string")
+
+    (tmp_path / "small.csv").write_text("a,b\n1,x\n")
+    csv = signed_in.get("/sources/columns", {"source": "file", "format": "csv", "path": str(tmp_path / "small.csv")})
+    assert csv.json() == {"columns": [{"name": "a", "type": "int64"}, {"name": "b", "type": "str"}]}
+
+    missing = signed_in.get("/sources/columns", {"source": "file", "format": "parquet", "path": "/nope.parquet"})
+    assert (missing.status_code, missing.json()) == (400, {"error": "file /nope.parquet does not exist"})

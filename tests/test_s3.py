@@ -266,3 +266,11 @@ def test_the_demo_uploads_its_charges_to_s3_and_trains_from_there(s3, settings, 
     Run.objects.exclude(pk=run.pk).delete()  # only the S3 run matters here
     run = wait_for_terminal(run, worker.reconcile)
     assert run.status == "succeeded", run.failure_reason
+
+
+def test_the_columns_of_a_partitioned_s3_dataset_include_its_partitions(s3, partitioned, client, alice):
+    client.force_login(alice)
+    body = client.get("/sources/columns", {"source": "s3", "format": "parquet", "path": "s3://features/charges/"})
+    columns = [(c["name"], c["type"]) for c in body.json()["columns"]]
+    assert columns[0] == ("date", "partition")
+    assert ("amount", "double") in columns

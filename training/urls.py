@@ -10,6 +10,7 @@ urlpatterns = [
     path("runs/<int:pk>/live", views.run_live, name="run-live"),
     path("runs/statuses", views.run_statuses, name="run-statuses"),
     path("compare", views.compare_runs, name="compare"),
+    path("sources/columns", views.source_columns, name="source-columns"),
     path("runs/<int:pk>/cancel", views.cancel, name="run-cancel"),
     path("runs/<int:pk>/retry", views.retry, name="run-retry"),
     path("login", auth_views.LoginView.as_view(), name="login"),

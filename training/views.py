@@ -229,3 +229,22 @@ def plotly_js(request: HttpRequest) -> HttpResponse:
 
 def healthz(request: HttpRequest) -> HttpResponse:
     return HttpResponse("ok", content_type="text/plain")
+
+
+@login_required
+def source_columns(request: HttpRequest) -> JsonResponse:
+    """The columns and types of a data source, for the launch form's pickers."""
+    from railyard_trainer.errors import BadDataError
+    from railyard_trainer.sources import columns
+    from training.contract import resolve_path
+
+    source, fmt, path = (request.GET.get(k, "").strip() for k in ("source", "format", "path"))
+    if not path:
+        return JsonResponse({"error": "Give the data path first."}, status=400)
+    if source == "file":
+        path = str(resolve_path(path))
+    try:
+        found = columns(source, fmt, path)
+    except (BadDataError, ValueError) as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    return JsonResponse({"columns": [{"name": name, "type": kind} for name, kind in found]})

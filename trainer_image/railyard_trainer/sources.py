@@ -149,3 +149,43 @@ def read_source(source: FeatureSource, where: str, date_range: DateRange | None 
     if source.format not in FORMATS:
         raise BadDataError(f"{where}: unknown format {source.format!r}")
     return reader(source, where, date_range)
+
+
+def _schema(data: Path | BinaryIO, fmt: str, label: str) -> list[tuple[str, str]]:
+    try:
+        if fmt == "parquet":
+            return [(field.name, str(field.type)) for field in pq.read_schema(data)]
+        sample = pd.read_csv(data, nrows=500)
+        return [(str(name), str(dtype)) for name, dtype in sample.dtypes.items()]
+    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise BadDataError(f"cannot read {fmt} file {label}: {exc}") from exc
+
+
+def columns(source: str, fmt: str, path: str) -> list[tuple[str, str]]:
+    """The columns a source offers and their types, read from its (first) file without loading data."""
+    if fmt not in FORMATS:
+        raise BadDataError(f"unknown format {fmt!r}")
+    if source == "file":
+        if not Path(path).is_file():
+            raise BadDataError(f"file {path} does not exist")
+        return _schema(Path(path), fmt, path)
+    if source != "s3":
+        raise BadDataError(f"unknown source {source!r}")
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from railyard_trainer.storage import describe_s3_error, s3_client, split_s3_uri
+
+    bucket, key = split_s3_uri(path)
+    client = s3_client()
+    try:
+        prefix = key if key.endswith("/") or not key else key + "/"
+        listing = client.list_objects_v2(Bucket=bucket, Prefix=key if key.endswith(EXTENSIONS[fmt]) else prefix)
+        keys = sorted(o["Key"] for o in listing.get("Contents", []) if o["Key"].endswith(EXTENSIONS[fmt]))
+        if not keys:
+            raise BadDataError(f"{path}: no {fmt} files there")
+        body = client.get_object(Bucket=bucket, Key=keys[0])["Body"].read()
+    except (ClientError, BotoCoreError) as exc:
+        raise BadDataError(describe_s3_error(exc, path)) from exc
+    found = _schema(io.BytesIO(body), fmt, f"s3://{bucket}/{keys[0]}")
+    from_partitions = [(name, "partition") for name in partitions(keys[0][len(prefix) :])]
+    return from_partitions + found
