@@ -78,12 +78,26 @@ function setupLaunchForm(button) {
   const [label, date, features] = ["pick-label", "pick-date", "pick-features"].map((id) => document.getElementById(id));
   const option = (value, text, selected) => new Option(text, value, selected, selected);
 
+  // Features and a label from other (joined) sources are not in these lists: keep them as they are.
+  let fromOtherSources = {features: [], label: ""};
+
   function write() {
     const chosen = [...features.selectedOptions].map((o) => o.value);
-    field("label").value = label.value;
+    const labelHere = fromOtherSources.label ? "" : label.value;
+    field("label").value = fromOtherSources.label || label.value;
     field("date_column").value = date.value;
-    field("classifier_features").value = chosen.join(", ");
-    field("names").value = [...new Set([date.value, ...chosen, label.value].filter(Boolean))].join(", ");
+    field("classifier_features").value = [...chosen, ...fromOtherSources.features].join(", ");
+    field("names").value = [...new Set([date.value, ...chosen, labelHere, ...joinKeys()].filter(Boolean))]
+      .join(", ");
+  }
+
+  // The keys other sources join on must stay among this source's columns.
+  function joinKeys() {
+    try {
+      return JSON.parse(field("extra_sources").value || "[]").flatMap((s) => [].concat(s.join_on || []));
+    } catch (error) {
+      return [];
+    }
   }
 
   button.addEventListener("click", async () => {
@@ -98,7 +112,10 @@ function setupLaunchForm(button) {
       return;
     }
     const current = {label: field("label").value, date: field("date_column").value,
-                     features: field("classifier_features").value.split(",").map((s) => s.trim())};
+                     features: field("classifier_features").value.split(",").map((s) => s.trim()).filter(Boolean)};
+    const here = new Set(body.columns.map((c) => c.name));
+    fromOtherSources = {features: current.features.filter((f) => !here.has(f)),
+                        label: current.label && !here.has(current.label) ? current.label : ""};
     label.replaceChildren(...body.columns.map((c) => option(c.name, `${c.name} (${c.type})`, c.name === current.label)));
     date.replaceChildren(option("", "none", !current.date),
                          ...body.columns.map((c) => option(c.name, `${c.name} (${c.type})`, c.name === current.date)));

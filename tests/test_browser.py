@@ -86,7 +86,21 @@ def test_a_run_launched_from_the_form_is_followed_live_to_its_charts(
 ):
     page = logged_in
     page.get_by_role("link", name="Launch a run").click()
-    fill_launch_form(page, dataset)
+    blank = {"Columns to load": "", "Date column": "", "Label": "", "Classifier features": ""}
+    fill_launch_form(page, dataset, **blank)
+    expect(page.locator("#workflow-info")).to_contain_text("Histogram gradient boosting")
+    expect(page.locator("#workflow-info")).to_contain_text('"max_iter":100')
+    page.get_by_role("button", name="Read columns").click()
+    expect(page.locator("#columns-status")).to_have_text("9 columns.")
+    page.get_by_label("Pick the label").select_option("is_fraud")
+    page.get_by_label("Pick the date column").select_option("created_at")
+    page.get_by_label("Pick the classifier features").select_option(["amount", "country", "card_type", "card_present"])
+    expect(page.get_by_label("Columns to load")).to_have_value(
+        "created_at, amount, country, card_type, card_present, is_fraud"
+    )
+    expect(page.get_by_label("Classifier features", exact=True)).to_have_value(
+        "amount, country, card_type, card_present"
+    )
     shot(page, "launch")
     page.get_by_role("button", name="Launch").click()
 
@@ -102,6 +116,11 @@ def test_a_run_launched_from_the_form_is_followed_live_to_its_charts(
     shot(page, "run-succeeded")
     run = Run.objects.get()
     assert (run.status, run.request["train"]["custom_params"]) == ("succeeded", {"max_iter": 20})
+    assert run.request["train"]["classifier_features"] == ["amount", "country", "card_type", "card_present"]
+    assert (run.request["train"]["label"], run.request["data"]["features"][0]["date_column"]) == (
+        "is_fraud",
+        "created_at",
+    )
 
 
 def test_a_form_error_appears_beside_its_field(logged_in, live_server, dataset):
@@ -146,14 +165,19 @@ def test_a_run_is_cloned_with_a_changed_parameter(logged_in, live_server, traine
     page.goto(f"{live_server.url}/runs/{trained_run.pk}")
     page.get_by_role("link", name="Clone").click()
     expect(page.get_by_label("Label", exact=True)).to_have_value("is_fraud")
+    page.get_by_role("button", name="Read columns").click()  # the request joins a second source
+    expect(page.locator("#column-picker")).to_be_visible()
     page.get_by_label("Custom params").fill('{"max_iter": 7, "learning_rate": 0.2}')
     shot(page, "clone")
     page.get_by_role("button", name="Launch").click()
 
     expect(page.locator("#status-badge")).to_be_visible()
     clone = Run.objects.exclude(pk=trained_run.pk).get()
-    assert clone.request["train"]["custom_params"] == {"max_iter": 7, "learning_rate": 0.2}
-    assert clone.request["data"] == {**trained_run.request["data"], "filters": trained_run.request["data"]["filters"]}
+    original = trained_run.request
+    assert clone.request["train"] == {**original["train"], "custom_params": {"max_iter": 7, "learning_rate": 0.2}}
+    assert clone.request["data"]["features"][1] == original["data"]["features"][1]  # the joined source
+    assert "merchant_id" in clone.request["data"]["features"][0]["names"]  # its join key stays
+    assert clone.request["data"]["holdout_sampling"] == original["data"]["holdout_sampling"]
 
 
 def test_a_running_run_is_cancelled_and_the_list_updates_itself(

@@ -192,7 +192,12 @@ def launch(request: HttpRequest) -> HttpResponse:
         run, _ = services.submit(request.user, form.request_payload)
         messages.success(request, f"Run {run.pk} queued.")
         return redirect(run)
-    return render(request, "training/launch.html", {"form": form, "clone": clone}, status=400 if form.errors else 200)
+    catalogue = {
+        w.name: {"task": w.task, "description": w.description, "default_params": w.default_params}
+        for w in Workflow.objects.filter(is_available=True)
+    }
+    context = {"form": form, "clone": clone, "catalogue": catalogue}
+    return render(request, "training/launch.html", context, status=400 if form.errors else 200)
 
 
 @login_required
