@@ -124,8 +124,67 @@ function setupLaunchForm(button) {
     status.textContent = `${body.columns.length} columns.`;
     picker.hidden = false;
     write();
+    button.dispatchEvent(new CustomEvent("columns-read", {detail: body.columns.map((c) => c.name)}));
   });
   [label, date, features].forEach((select) => select.addEventListener("change", write));
+
+  // Filters as rows (column, predicate, value), written to the filters field as the request's JSON.
+  const rows = document.getElementById("filter-rows");
+  const predicates = ["Eq", "NotEq", "Gt", "GtEq", "Lt", "LtEq", "IsIn", "NotIn", "IsNull", "NotNull"];
+  let columnNames = [];
+
+  function parseValue(predicate, text) {
+    if (predicate === "IsNull" || predicate === "NotNull") return undefined;
+    const one = (v) => (v.trim() !== "" && !isNaN(Number(v)) ? Number(v) : v.trim());
+    return predicate === "IsIn" || predicate === "NotIn" ? text.split(",").map(one) : one(text);
+  }
+
+  function writeFilters() {
+    const filters = [...rows.children].map((row) => {
+      const [column, predicate, value] = row.querySelectorAll("select, input");
+      const filter = {feature_name: column.value, predicate: predicate.value};
+      const parsed = parseValue(predicate.value, value.value);
+      if (parsed !== undefined) filter.feature_value = parsed;
+      return filter;
+    });
+    field("filters").value = JSON.stringify(filters);
+  }
+
+  function addFilterRow(filter = {}) {
+    const row = document.createElement("div");
+    row.className = "filter-row";
+    const n = rows.children.length + 1;
+    const column = document.createElement("select");
+    column.setAttribute("aria-label", `Filter ${n} column`);
+    column.replaceChildren(...columnNames.map((name) => option(name, name, name === filter.feature_name)));
+    const predicate = document.createElement("select");
+    predicate.setAttribute("aria-label", `Filter ${n} predicate`);
+    predicate.replaceChildren(...predicates.map((p) => option(p, p, p === filter.predicate)));
+    const value = document.createElement("input");
+    value.setAttribute("aria-label", `Filter ${n} value`);
+    value.value = filter.feature_value === undefined ? "" : [].concat(filter.feature_value).join(", ");
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.className = "secondary";
+    remove.textContent = "Remove";
+    remove.addEventListener("click", () => { row.remove(); writeFilters(); });
+    row.append(column, predicate, value, remove);
+    [column, predicate, value].forEach((el) => el.addEventListener("change", writeFilters));
+    rows.appendChild(row);
+  }
+
+  document.getElementById("add-filter").addEventListener("click", () => { addFilterRow(); writeFilters(); });
+  button.addEventListener("columns-read", (event) => {
+    columnNames = event.detail;
+    let existing = [];
+    try {
+      existing = JSON.parse(field("filters").value || "[]");
+    } catch (error) {
+      existing = [];
+    }
+    rows.replaceChildren();
+    existing.forEach((filter) => addFilterRow(filter));
+  });
 
   const catalogue = JSON.parse(document.getElementById("workflow-catalogue").textContent);
   const info = document.getElementById("workflow-info");

@@ -101,6 +101,14 @@ def test_a_run_launched_from_the_form_is_followed_live_to_its_charts(
     expect(page.get_by_label("Classifier features", exact=True)).to_have_value(
         "amount, country, card_type, card_present"
     )
+    page.get_by_role("button", name="Add filter").click()
+    page.get_by_label("Filter 1 column").select_option("amount")
+    page.get_by_label("Filter 1 predicate").select_option("GtEq")
+    page.get_by_label("Filter 1 value").fill("1")
+    page.get_by_label("Filter 1 value").blur()
+    expect(page.get_by_label("Filters", exact=True)).to_have_value(
+        '[{"feature_name":"amount","predicate":"GtEq","feature_value":1}]'
+    )
     shot(page, "launch")
     page.get_by_role("button", name="Launch").click()
 
@@ -117,6 +125,7 @@ def test_a_run_launched_from_the_form_is_followed_live_to_its_charts(
     run = Run.objects.get()
     assert (run.status, run.request["train"]["custom_params"]) == ("succeeded", {"max_iter": 20})
     assert run.request["train"]["classifier_features"] == ["amount", "country", "card_type", "card_present"]
+    assert run.request["data"]["filters"] == [{"feature_name": "amount", "predicate": "GtEq", "feature_value": 1}]
     assert (run.request["train"]["label"], run.request["data"]["features"][0]["date_column"]) == (
         "is_fraud",
         "created_at",
@@ -216,3 +225,17 @@ def test_a_running_run_is_cancelled_and_the_list_updates_itself(
         services.cancel(Run.objects.get(pk=other.pk), actor="alice")
     expect(row).to_have_text("cancelled", timeout=10_000)
     shot(page, "runs")
+
+
+def test_pages_fit_a_phone_screen(page: Page, live_server, alice, trained_run):
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{live_server.url}/login")
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill("alice-password")
+    page.get_by_label("Password").press("Enter")  # the keyboard alone logs in
+    for name, path in (("phone-runs", "/"), ("phone-run", f"/runs/{trained_run.pk}"), ("phone-launch", "/runs/new")):
+        page.goto(live_server.url + path)
+        expect(page.locator("main")).to_be_visible()
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{path} is {overflow}px wider than the screen"
+        shot(page, name)

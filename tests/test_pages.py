@@ -8,6 +8,7 @@ import re
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.urls import path
 
 from training import services
 from training.models import Run
@@ -305,3 +306,90 @@ def test_a_sources_columns_and_types_are_offered_for_picking(signed_in, dataset,
 
     missing = signed_in.get("/sources/columns", {"source": "file", "format": "parquet", "path": "/nope.parquet"})
     assert (missing.status_code, missing.json()) == (400, {"error": "file /nope.parquet does not exist"})
+
+
+def succeed(run: Run, **metrics: float) -> Run:
+    from training import states
+
+    states.mark_submitted(run, {}, "local")
+    states.mark_succeeded(run, metrics, {})
+    return run
+
+
+def test_the_workflows_page_describes_each_with_its_defaults_and_run_count(signed_in, alice, fraud_request):
+    services.submit(alice, fraud_request)
+    html = signed_in.get("/workflows").content.decode()
+    assert '<a href="/workflows/gradient_boosting">gradient_boosting</a>' in html
+    assert "Histogram gradient boosting with native categorical and missing-value support." in html
+    assert "<code>max_iter=100</code>" in html
+    assert re.search(r'href="/workflows/gradient_boosting">.*?1 run<', html, re.S)
+
+
+def test_a_workflows_page_shows_its_recent_runs_and_their_metric_trend(signed_in, alice, fraud_request):
+    runs = [succeed(services.submit(alice, fraud_request)[0], roc_auc=auc) for auc in (0.71, 0.74, 0.79)]
+    services.submit(alice, {**fraud_request, "train": {**fraud_request["train"], "workflow_name": "random_forest"}})
+
+    html = signed_in.get("/workflows/gradient_boosting").content.decode()
+
+    assert re.findall(r'<td><a href="/runs/(\d+)">', html) == [str(r.pk) for r in reversed(runs)]
+    trend = chart_specs(html)
+    assert [spec["layout"]["title"]["text"] for spec in trend] == ["roc_auc of recent runs"]
+    assert trend[0]["data"][0]["y"] == [0.71, 0.74, 0.79]
+    assert signed_in.get("/workflows/no_such_workflow").status_code == 404
+
+
+def test_projects_list_their_runs(signed_in, alice, fraud_request):
+    services.submit(alice, fraud_request)
+    services.submit(alice, {**fraud_request, "project": "churn"})
+    listing = signed_in.get("/projects").content.decode()
+    assert '<a href="/projects/churn">churn</a></td><td>1</td>' in listing
+    page = signed_in.get("/projects/fraud").content.decode()
+    assert len(re.findall(r'<td><a href="/runs/\d+">', page)) == 1
+    assert "A trend of roc_auc appears once two runs have succeeded." in page
+
+
+@pytest.mark.parametrize("path", ["/", "/workflows", "/projects", "/workflows/gradient_boosting", "/projects/fraud"])
+def test_pages_keep_a_fixed_number_of_queries(signed_in, alice, fraud_request, path):
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert signed_in.get(path).status_code == 200
+        return len(captured)
+
+    succeed(services.submit(alice, fraud_request)[0], roc_auc=0.7)
+    few = queries()
+    for auc in (0.71, 0.72, 0.73):
+        succeed(services.submit(alice, {**fraud_request, "project": f"p{int(auc * 100)}"})[0], roc_auc=auc)
+    assert queries() == few
+
+
+def test_the_run_and_compare_pages_keep_a_fixed_number_of_queries(signed_in, alice, fraud_request):
+    from training import states
+
+    run = succeed(services.submit(alice, fraud_request)[0], roc_auc=0.7)
+    other = succeed(services.submit(alice, fraud_request)[0], roc_auc=0.8)
+    with CaptureQueriesContext(connection) as before:
+        signed_in.get(f"/runs/{run.pk}")
+        signed_in.get("/compare", {"runs": [run.pk, other.pk]})
+    for i in range(3):
+        states.transition(run, states.RunStatus.FAILED, operator=True, reason=f"again {i}")
+        states.transition(run, states.RunStatus.SUCCEEDED, operator=True, reason=f"again {i}")
+    with CaptureQueriesContext(connection) as after:
+        signed_in.get(f"/runs/{run.pk}")
+        signed_in.get("/compare", {"runs": [run.pk, other.pk]})
+    assert len(before) == len(after)  # more events, same queries
+
+
+def _crash(request):
+    raise RuntimeError("a bug")
+
+
+urlpatterns = [path("crash", _crash)]
+
+
+def test_a_server_error_answers_500_in_the_sites_style(client, settings):
+    settings.ROOT_URLCONF = __name__
+    client.raise_request_exception = False
+    response = client.get("/crash")
+    assert response.status_code == 500
+    assert b"Something broke" in response.content
+    assert b"/static/railyard.css" in response.content

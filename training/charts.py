@@ -130,3 +130,20 @@ def to_spec(fig: go.Figure) -> dict:
 
 def specs(evaluation: dict | None) -> list[dict]:
     return [to_spec(fig) for fig in figures(evaluation)]
+
+
+def trend(runs: list, metric: str) -> list[dict]:
+    """One metric of succeeded runs over time, as a single chart spec (none without two points)."""
+    points = [(run.finished_at, run.metrics[metric], run.pk) for run in runs if metric in (run.metrics or {})]
+    if len(points) < 2:
+        return []
+    points.sort()
+    fig = _figure(f"{metric} of recent runs", "Finished", metric)
+    fig.add_scatter(
+        x=[p[0].isoformat() for p in points],
+        y=[p[1] for p in points],
+        mode="lines+markers",
+        text=[f"run #{p[2]}" for p in points],
+        hovertemplate="%{text}: %{y:.4f}<extra></extra>",
+    )
+    return [to_spec(fig)]

@@ -253,3 +253,61 @@ def source_columns(request: HttpRequest) -> JsonResponse:
     except (BadDataError, ValueError) as exc:
         return JsonResponse({"error": str(exc)}, status=400)
     return JsonResponse({"columns": [{"name": name, "type": kind} for name, kind in found]})
+
+
+#: The metric whose trend a workflow or project page draws, by task.
+TREND_METRICS = {"classification": "roc_auc", "regression": "r2"}
+RECENT_RUNS = 20
+
+
+def _runs_page(request: HttpRequest, heading: str, runs, metric: str, **context: object) -> HttpResponse:
+    recent = list(runs.with_related().order_by("-id")[:RECENT_RUNS])
+    succeeded = list(runs.filter(status=RunStatus.SUCCEEDED).order_by("-id")[:100])
+    return render(
+        request,
+        "training/runs_of.html",
+        {
+            "heading": heading,
+            "runs": recent,
+            "metric": metric,
+            "chart_specs": charts.trend(succeeded, metric),
+            **context,
+        },
+    )
+
+
+@login_required
+def workflow_list(request: HttpRequest) -> HttpResponse:
+    workflows = Workflow.objects.annotate(run_count=Count("runs")).order_by("-is_available", "name")
+    return render(request, "training/workflows.html", {"workflows": workflows})
+
+
+@login_required
+def workflow_detail(request: HttpRequest, name: str) -> HttpResponse:
+    workflow = get_object_or_404(Workflow, name=name)
+    return _runs_page(
+        request,
+        f"Workflow {workflow.name}",
+        workflow.runs.all(),
+        TREND_METRICS.get(workflow.task, "roc_auc"),
+        workflow=workflow,
+        filter_url=f"{reverse('runs')}?workflow={workflow.name}",
+    )
+
+
+@login_required
+def project_list(request: HttpRequest) -> HttpResponse:
+    projects = Project.objects.annotate(run_count=Count("runs")).order_by("name")
+    return render(request, "training/projects.html", {"projects": projects})
+
+
+@login_required
+def project_detail(request: HttpRequest, name: str) -> HttpResponse:
+    project = get_object_or_404(Project, name=name)
+    return _runs_page(
+        request,
+        f"Project {project.name}",
+        project.runs.all(),
+        request.GET.get("metric", "roc_auc"),
+        filter_url=f"{reverse('runs')}?project={project.name}",
+    )
