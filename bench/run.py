@@ -2,7 +2,8 @@
 
 - trainer: the demo request on 1M synthetic charges (wall time, peak memory of the trainer process)
 - launch latency: queued → submitted with an idle `run_worker` (cluster + reconcile loop)
-- API: submitting runs, and the first page of the run list with 100k runs in the table
+- API and dashboard: submitting runs; the run list (API, and the dashboard's first, oldest and
+  searched pages) with 100k runs in the table
 Everything runs against a throwaway SQLite database and artifact store under a temporary folder.
 """
 
@@ -33,6 +34,7 @@ django.setup()
 
 from django.contrib.auth.models import User  # noqa: E402
 from django.core.management import call_command  # noqa: E402
+from django.test import Client  # noqa: E402
 from rest_framework.test import APIClient  # noqa: E402
 
 from training import demo, services  # noqa: E402
@@ -116,10 +118,26 @@ def bench_api(user: User, submissions: int, table_rows: int) -> dict:
         started = time.perf_counter()
         assert client.get("/api/v1/runs").status_code == 200
         timings.append((time.perf_counter() - started) * 1000)
+    pages = {}
+    browser = Client(HTTP_HOST="127.0.0.1")
+    browser.force_login(user)
+    oldest_page = f"/?before_id={Run.objects.order_by('id').values_list('id', flat=True)[30]}"
+    for name, path in (
+        ("dashboard_first_page", "/"),
+        ("dashboard_oldest_page", oldest_page),
+        ("dashboard_search", "/?q=nothing-matches"),
+    ):
+        page_timings = []
+        for _ in range(10):
+            started = time.perf_counter()
+            assert browser.get(path).status_code == 200
+            page_timings.append((time.perf_counter() - started) * 1000)
+        pages[f"{name}_ms_median"] = round(statistics.median(page_timings), 1)
     return {
         "submit_ms_per_run": round(submit_ms, 1),
         "runs_in_table": Run.objects.count(),
         "list_first_page_ms_median": round(statistics.median(timings), 1),
+        **pages,
     }
 
 

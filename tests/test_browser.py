@@ -239,3 +239,20 @@ def test_pages_fit_a_phone_screen(page: Page, live_server, alice, trained_run):
         overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, f"{path} is {overflow}px wider than the screen"
         shot(page, name)
+
+
+def test_runs_are_compared_with_the_keyboard_alone(logged_in, live_server, alice, fraud_request):
+    first = services.submit(alice, fraud_request)[0]
+    second = services.submit(alice, fraud_request)[0]
+    page = logged_in
+    page.goto(live_server.url)
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    for run in (first, second):
+        page.get_by_label(f"Compare run {run.pk}").focus()
+        page.keyboard.press("Space")
+    page.get_by_role("button", name="Compare selected").focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Comparing 2 runs")).to_be_visible()
+    expect(page.get_by_role("link", name=f"#{first.pk}", exact=True)).to_be_visible()
+    expect(page.get_by_role("link", name=f"#{second.pk}", exact=True)).to_be_visible()
