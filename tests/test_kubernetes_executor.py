@@ -379,3 +379,20 @@ def test_trainers_get_the_s3_settings_but_credentials_only_by_reference(
     assert (env["AWS_ENDPOINT_URL"], env["AWS_REGION"]) == ("http://minio.storage:9000", "eu-west-1")
     assert container["envFrom"] == [{"secretRef": {"name": "railyard-s3"}}]
     assert "do-not-leak" not in json.dumps(cluster.job(run.job_handle["job"]))
+
+
+def test_a_pass_stops_launching_once_the_cluster_does_not_answer(cluster, alice, fraud_request):
+    first, _ = services.submit(alice, fraud_request)
+    second, _ = services.submit(alice, fraud_request)
+    cluster.emulator.inject("create", "configmaps", 503, times=4)  # every retry of one launch
+
+    assert worker.dispatch() == 0
+
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.status, second.status) == ("queued", "queued")
+    assert first.status_message.startswith("waiting: the cluster did not answer when asked to create ConfigMaps")
+    assert second.status_message == ""  # not tried: it would only have waited out the same retries
+    assert cluster.emulator.faults == []  # the four answers went to the first run's retries, none to the second
+    worker.dispatch()
+    assert Run.objects.filter(status="submitted").count() == 2

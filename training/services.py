@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import logging
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
@@ -12,8 +11,6 @@ from training import contract, states
 from training.conf import railyard
 from training.models import Artifact, Project, Run, RunEvent, Workflow
 from training.states import RunStatus
-
-log = logging.getLogger(__name__)
 
 
 def resolve_spec(clean: dict, run_id: int) -> dict:

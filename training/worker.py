@@ -41,18 +41,28 @@ def dispatch(executor_name: str | None = None) -> int:
             in_flight = Run.objects.filter(status__in=states.IN_FLIGHT, executor=executor.name).count()
             queued = queued[: max(capacity - in_flight, 0)]
         for run in list(queued):
-            launched += launch(run)
+            try:
+                launched += launch(run)
+            except ExecutorUnavailable as exc:
+                # The backend is down: the other queued runs would only wait out the same retries.
+                log.warning("launching run %s postponed: %s", run.pk, exc)
+                note(run, f"waiting: {exc}")
+                break
     return launched
 
 
+def note(run: Run, message: str) -> None:
+    """Say on the run what it waits for; a status change in between wins (and clears it)."""
+    Run.objects.filter(pk=run.pk, status=run.status).update(status_message=message[:1000])
+
+
 def launch(run: Run) -> bool:
+    """Start the run's job; ExecutorUnavailable means try again on a later pass."""
     executor = get_executor(run.executor)
     try:
         handle = executor.launch(run)
-    except ExecutorUnavailable as exc:
-        log.warning("launching run %s postponed: %s", run.pk, exc)
-        Run.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(status_message=f"waiting: {exc}"[:1000])
-        return False
+    except ExecutorUnavailable:
+        raise
     except Exception as exc:
         log.exception("launching run %s failed", run.pk)
         return states.mark_failed(run, f"could not start the trainer: {exc}")
@@ -98,7 +108,7 @@ def apply(run: Run, state: JobState) -> bool:
         return run.status == RunStatus.SUBMITTED and states.mark_running(run)
     if state.phase == JobPhase.PENDING:
         if state.reason != run.status_message:
-            Run.objects.filter(pk=run.pk, status=run.status).update(status_message=state.reason[:1000])
+            note(run, state.reason)
         return False
     if state.phase == JobPhase.SUCCEEDED:
         return finish_succeeded(run)

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -79,8 +80,6 @@ def _explain(exc: ApiException, what: str) -> str:
 
 
 def _message(exc: ApiException) -> str:
-    import json
-
     try:
         return json.loads(exc.body or "{}").get("message") or str(exc.reason)
     except ValueError:
