@@ -3,6 +3,8 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The embedded default's secret key: made once, kept out of git with the rest of var/.
+SECRET_KEY_PATH := var/secret_key
 
 .PHONY: run test lint format bench clean setup
 
@@ -14,8 +16,13 @@ $(STAMP): requirements.txt requirements-dev.txt trainer_image/requirements.txt t
 
 setup: $(STAMP)
 
+$(SECRET_KEY_PATH):
+	mkdir -p $(dir $@)
+	umask 077 && $(PYTHON) -c "import secrets; print(secrets.token_urlsafe(50))" > $@
+
 ## run: set up, then serve the dashboard on 127.0.0.1:8000 with the worker beside it (Ctrl-C stops both)
-run: $(STAMP)
+run bench: export SECRET_KEY_FILE := $(if $(SECRET_KEY)$(SECRET_KEY_FILE),$(SECRET_KEY_FILE),$(CURDIR)/$(SECRET_KEY_PATH))
+run: $(STAMP) $(SECRET_KEY_PATH)
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py demo
 	$(BIN)/python manage.py collectstatic --noinput -v0
@@ -33,7 +40,7 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: $(STAMP)
+bench: $(STAMP) $(SECRET_KEY_PATH)
 	$(BIN)/python bench/run.py
 
 clean:

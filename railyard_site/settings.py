@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
+
 from railyard_site.env import (
     database_from_url,
     env_bool,
@@ -20,8 +22,11 @@ VAR_DIR = Path(env_str("RAILYARD_VAR_DIR", str(BASE_DIR / "var"))).absolute()
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_str("SECRET_KEY", "railyard-insecure-development-key" if DEBUG else "")
 if not SECRET_KEY:
-    # A laptop run without configuration still starts; a deployment must set SECRET_KEY.
-    SECRET_KEY = "railyard-insecure-development-key"
+    raise ImproperlyConfigured(
+        "SECRET_KEY is not set. Set SECRET_KEY (or SECRET_KEY_FILE, the path of a file holding it) to a long "
+        "random string, e.g. the output of: python -c 'import secrets; print(secrets.token_urlsafe(50))'. "
+        "`make run` makes one under var/ for you; DEBUG=true uses an insecure development key."
+    )
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
@@ -33,8 +38,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_q",
     "training",
 ]
@@ -42,6 +47,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "training.middleware.RefuseNulBytes",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -101,7 +107,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("RAILYARD_MAX_REQUEST_BYTES", 256 * 1024, 
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "training.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -113,6 +119,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Submit training requests, follow runs, fetch evaluations and artifacts.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI and ReDoc from the installed sidecar package's static files, never from a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 Q_CLUSTER = {
@@ -134,10 +144,15 @@ RAILYARD = {
     "ARTIFACT_STORE": env_str("RAILYARD_ARTIFACT_STORE", "file://" + str(VAR_DIR / "artifacts")),
     # Relative `file` source paths are resolved against this directory.
     "DATA_DIR": Path(env_str("RAILYARD_DATA_DIR", str(VAR_DIR / "data"))).absolute(),
+    # `file` sources may name only files under these directories (comma-separated; the data
+    # directory by default). Nothing under /proc, /sys or /dev is ever read.
+    "DATA_ROOTS": [Path(p).absolute() for p in env_list("RAILYARD_DATA_ROOTS", [])],
     "WORK_DIR": Path(env_str("RAILYARD_WORK_DIR", str(VAR_DIR / "work"))).absolute(),
     "LOCAL_CONCURRENCY": env_int("RAILYARD_LOCAL_CONCURRENCY", 2, minimum=1),
     "RECONCILE_INTERVAL_SECONDS": env_int("RAILYARD_RECONCILE_INTERVAL", 2, minimum=1),
     "RUN_TIMEOUT_SECONDS": env_int("RAILYARD_RUN_TIMEOUT", 6 * 3600, minimum=60),
+    # How long an Idempotency-Key keeps answering with the run it made (Stripe's 24 hours).
+    "IDEMPOTENCY_KEY_TTL_HOURS": env_int("RAILYARD_IDEMPOTENCY_KEY_TTL_HOURS", 24, minimum=1),
     "TRAINER_COMMAND": [sys.executable, "-m", "railyard_trainer"],
     # The Kubernetes executor (RAILYARD_EXECUTOR=kubernetes). The cluster is found through the
     # in-cluster service account, else KUBECONFIG or ~/.kube/config.

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from django.contrib.auth.models import User
 from django_q.conf import Conf
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from railyard_trainer.paths import ROOTS_ENV
 from training import demo
 from training.management.commands.sync_workflows import installed_workflows, sync
-from training.models import Run
+from training.models import ApiToken, Run
 
 DATASET_ROWS = 12_000
 
@@ -31,13 +31,21 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
 @pytest.fixture(autouse=True)
-def railyard_dirs(settings, tmp_path: Path) -> Path:
+def railyard_dirs(settings, tmp_path: Path, tmp_path_factory, monkeypatch) -> Path:
+    """Each test's own store, work and data directories; data may be read from any test's folder.
+
+    (The shared dataset lives beside the tests' folders; tests of the data roots narrow them.)
+    """
+    roots = [tmp_path / "data", tmp_path_factory.getbasetemp()]
     settings.RAILYARD = {
         **settings.RAILYARD,
         "ARTIFACT_STORE": f"file://{tmp_path / 'artifacts'}",
         "WORK_DIR": tmp_path / "work",
         "DATA_DIR": tmp_path / "data",
+        "DATA_ROOTS": roots,
     }
+    # The trainer run in this process (train_in_process) reads its roots as a trainer process would.
+    monkeypatch.setenv(ROOTS_ENV, ",".join(map(str, roots)))
     (tmp_path / "data").mkdir()
     return tmp_path
 
@@ -76,7 +84,7 @@ def charlie(db) -> User:
 @pytest.fixture
 def api(alice) -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=alice).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {ApiToken.issue(alice)[1]}")
     return client
 
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 
 import pandas as pd
 import pytest
 from django.core.management import CommandError, call_command
-from rest_framework.authtoken.models import Token
 
 from training.management.commands.sync_workflows import sync
-from training.models import Run, Workflow
+from training.models import ApiToken, Run, Workflow
 
 
 def run_command(*args: str) -> str:
@@ -19,10 +19,39 @@ def run_command(*args: str) -> str:
     return out.getvalue()
 
 
-def test_create_api_token_prints_the_token_and_nothing_else(alice):
-    first = run_command("create_api_token", "alice")
-    second = run_command("create_api_token", "alice")
-    assert first == second == Token.objects.get(user=alice).key + "\n"
+def test_create_api_token_prints_a_new_token_and_nothing_else(alice, client):
+    first = run_command("create_api_token", "alice").removesuffix("\n")
+    second = run_command("create_api_token", "alice").removesuffix("\n")
+
+    assert first != second
+    for key in (first, second):
+        response = client.get("/api/v1/runs", HTTP_AUTHORIZATION=f"Token {key}")
+        assert response.status_code == 200
+
+
+def test_api_tokens_are_stored_only_as_hashes(alice, client):
+    key = run_command("create_api_token", "alice", "--name", "ci").removesuffix("\n")
+
+    token = ApiToken.objects.get(user=alice)
+    assert token.key_hash == hashlib.sha256(key.encode()).hexdigest()
+    assert (token.name, token.prefix) == ("ci", key[:10])
+    stored = [str(value) for value in ApiToken.objects.values_list().get()]
+    assert not any(key in value for value in stored)
+    assert client.get("/api/v1/runs", HTTP_AUTHORIZATION=f"Token {key}x").status_code == 401
+
+
+def test_the_admin_never_shows_an_api_token(alice, charlie, client):
+    key = run_command("create_api_token", "alice").removesuffix("\n")
+    client.force_login(charlie)
+    token = ApiToken.objects.get(user=alice)
+
+    pages = [client.get("/admin/training/apitoken/"), client.get(f"/admin/training/apitoken/{token.pk}/change/")]
+
+    for page in pages:
+        assert page.status_code == 200
+        assert key[:10] in page.content.decode()
+        assert key not in page.content.decode()
+        assert token.key_hash not in page.content.decode()
 
 
 def test_create_api_token_names_an_unknown_user(db):
@@ -44,13 +73,11 @@ def test_sync_workflows_retires_workflows_that_are_gone(db, catalogue):
     assert not Workflow.objects.get(name="random_forest").is_available
 
 
-def test_the_demo_writes_data_creates_a_login_and_submits_one_run(db, settings, tmp_path):
-    settings.VAR_DIR = tmp_path / "var"
-
+def test_the_demo_writes_data_creates_a_login_and_submits_one_run(db, railyard_dirs):
     output = run_command("demo", "--rows", "3000")
     again = run_command("demo", "--rows", "3000")
 
-    charges = pd.read_parquet(tmp_path / "var" / "demo" / "charges.parquet")
+    charges = pd.read_parquet(railyard_dirs / "data" / "demo" / "charges.parquet")
     assert len(charges) == 3000
     assert {"created_at", "amount", "country", "merchant_id", "card_type", "is_fraud"} <= set(charges.columns)
     assert charges["created_at"].max() - charges["created_at"].min() > pd.Timedelta(days=360)
@@ -59,3 +86,14 @@ def test_the_demo_writes_data_creates_a_login_and_submits_one_run(db, settings, 
     assert "submitted earlier" in again
     run = Run.objects.get()
     assert (run.owner.username, run.status, run.project.name) == ("demo", "queued", "fraud")
+
+
+def test_the_demo_login_cannot_open_the_admin(db, client, django_user_model):
+    django_user_model.objects.create_user("demo", password="x", is_staff=True, is_superuser=True)  # an older demo
+
+    run_command("demo", "--rows", "1000", "--no-run")
+
+    demo_user = django_user_model.objects.get(username="demo")
+    assert (demo_user.is_staff, demo_user.is_superuser) == (False, False)
+    client.force_login(demo_user)
+    assert client.get("/admin/").status_code == 302

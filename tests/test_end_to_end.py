@@ -15,12 +15,11 @@ import pytest
 import requests
 from django.conf import settings
 from django.db import connection
-from rest_framework.authtoken.models import Token
 from sklearn.metrics import roc_auc_score
 
 from tests.conftest import wait_for_terminal
 from training import worker
-from training.models import Run
+from training.models import ApiToken, Run
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -34,8 +33,7 @@ def expected_rows(charges: Path) -> tuple[int, int]:
     return len(train), len(holdout)
 
 
-def submit_over_http(live_server, user, request: dict) -> int:
-    token = Token.objects.create(user=user).key
+def submit_over_http(live_server, token: str, request: dict) -> int:
     response = requests.post(
         f"{live_server.url}/api/v1/runs", json=request, headers={"Authorization": f"Token {token}"}, timeout=30
     )
@@ -44,7 +42,8 @@ def submit_over_http(live_server, user, request: dict) -> int:
 
 
 def test_it_trains_evaluates_and_stores_a_run(live_server, alice, workflows, fraud_request, dataset):
-    run = Run.objects.get(pk=submit_over_http(live_server, alice, fraud_request))
+    _, token = ApiToken.issue(alice)
+    run = Run.objects.get(pk=submit_over_http(live_server, token, fraud_request))
 
     run = wait_for_terminal(run, worker.reconcile)
 
@@ -70,7 +69,6 @@ def test_it_trains_evaluates_and_stores_a_run(live_server, alice, workflows, fra
     log = (store_dir / "log.txt").read_text()
     assert "stage=serialize done" in log
 
-    token = Token.objects.get(user=alice).key
     detail = requests.get(
         f"{live_server.url}/api/v1/runs/{run.pk}", headers={"Authorization": f"Token {token}"}, timeout=30
     ).json()
@@ -129,7 +127,7 @@ def test_the_worker_process_runs_a_submitted_run_and_stops_on_sigterm(
         stderr=subprocess.STDOUT,
     )
     try:
-        run = Run.objects.get(pk=submit_over_http(live_server, alice, fraud_request))
+        run = Run.objects.get(pk=submit_over_http(live_server, ApiToken.issue(alice)[1], fraud_request))
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and not run.state.is_terminal:
             time.sleep(0.3)

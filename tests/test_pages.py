@@ -125,13 +125,13 @@ def test_the_launch_form_shows_errors_beside_their_fields(signed_in, dataset):
 
 
 def test_the_launch_form_reports_contract_errors_like_the_api(signed_in, dataset):
-    data = {**form_data(dataset), "label": "is_fraudd", "holdout_end": "2027-01-01", "source_path": "/nope.parquet"}
+    data = {**form_data(dataset), "label": "is_fraudd", "holdout_end": "2027-01-01", "source_path": "nope.parquet"}
 
     html = signed_in.post("/runs/new", data).content.decode()
 
     assert field_errors(html, "label") == ["&#x27;is_fraudd&#x27; is not among the feature sources&#x27; names."]
     assert "must lie inside the date range" in field_errors(html, "holdout_start")[0]
-    assert field_errors(html, "source_path") == ["No file at /nope.parquet."]
+    assert field_errors(html, "source_path") == ["No file at &#x27;nope.parquet&#x27; under the data roots."]
 
 
 def chart_specs(html: str) -> list[dict]:
@@ -304,8 +304,9 @@ def test_a_sources_columns_and_types_are_offered_for_picking(signed_in, dataset,
     csv = signed_in.get("/sources/columns", {"source": "file", "format": "csv", "path": str(tmp_path / "small.csv")})
     assert csv.json() == {"columns": [{"name": "a", "type": "int64"}, {"name": "b", "type": "str"}]}
 
-    missing = signed_in.get("/sources/columns", {"source": "file", "format": "parquet", "path": "/nope.parquet"})
-    assert (missing.status_code, missing.json()) == (400, {"error": "file /nope.parquet does not exist"})
+    missing = signed_in.get("/sources/columns", {"source": "file", "format": "parquet", "path": "nope.parquet"})
+    nope = tmp_path / "data" / "nope.parquet"
+    assert (missing.status_code, missing.json()) == (400, {"error": f"file {nope} does not exist"})
 
 
 def succeed(run: Run, **metrics: float) -> Run:

@@ -120,9 +120,9 @@ CASES = {
         "Unknown format 'xlsx'",
     ),
     "file that does not exist": (
-        lambda r: source(r).update(path="/nonexistent/charges.parquet"),
+        lambda r: source(r).update(path="missing/charges.parquet"),
         "data.features[0].path",
-        "No file at /nonexistent/charges.parquet",
+        "No file at 'missing/charges.parquet' under the data roots",
     ),
     "date column not among the names": (
         lambda r: source(r).update(date_column="captured_at"),
@@ -208,7 +208,7 @@ def test_it_refuses_an_empty_body(api):
 def test_it_refuses_a_body_that_is_not_json(api):
     response = post(api, b"{'user': 'ada',")
     assert response.status_code == 400
-    assert "not valid JSON" in response.json()["errors"]["body"][0]
+    assert "Not valid JSON" in response.json()["errors"]["body"][0]
 
 
 def test_it_refuses_a_body_that_is_not_an_object(api):

@@ -9,11 +9,10 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django_q.models import OrmQ
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from training import services
-from training.models import Run, RunEvent
+from training.models import ApiToken, Run, RunEvent
 
 pytestmark = pytest.mark.usefixtures("workflows")
 
@@ -81,7 +80,7 @@ def test_it_returns_the_same_run_for_a_repeated_idempotency_key(api, fraud_reque
 
 def test_it_keeps_idempotency_keys_per_account(api, bob, fraud_request):
     other = APIClient()
-    other.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=bob).key}")
+    other.credentials(HTTP_AUTHORIZATION=f"Token {ApiToken.issue(bob)[1]}")
     mine = post_run(api, fraud_request, HTTP_IDEMPOTENCY_KEY="k1").json()["id"]
     theirs = post_run(other, fraud_request, HTTP_IDEMPOTENCY_KEY="k1").json()["id"]
     assert mine != theirs

@@ -10,7 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from training import services, states
-from training.models import Artifact, Project, Run, RunEvent, Workflow
+from training.models import ApiToken, Artifact, Project, Run, RunEvent, Workflow
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -69,7 +69,6 @@ class RunAdmin(admin.ModelAdmin):
         "data_summary",
         "artifact_uri",
         "retried_from",
-        "idempotency_key",
         "created_at",
         "updated_at",
         "submitted_at",
@@ -141,3 +140,17 @@ class WorkflowAdmin(admin.ModelAdmin):
 
 
 admin.site.register(Project)
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Tokens are issued by `manage.py create_api_token`; only their hashes are stored, and none is shown."""
+
+    list_display = ["prefix", "name", "user", "created_at"]
+    list_select_related = ["user"]
+    search_fields = ["prefix", "name", "user__username"]
+    fields = ["user", "name", "prefix", "created_at"]
+    readonly_fields = ["user", "prefix", "created_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

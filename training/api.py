@@ -58,6 +58,13 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         return Response(
             {"detail": "The request cannot train.", "errors": exc.errors}, status=status.HTTP_400_BAD_REQUEST
         )
+    if isinstance(exc, contract.IdempotencyConflict):
+        return Response(
+            {"detail": str(exc), "errors": {contract.IDEMPOTENCY_HEADER: [str(exc)]}},
+            status=status.HTTP_422_UNPROCESSABLE_ENTITY,
+        )
+    if isinstance(exc, contract.IdempotencyInFlight):
+        return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
     if isinstance(exc, RequestDataTooBig):
         return Response(
             {
@@ -105,7 +112,7 @@ class RunList(generics.ListAPIView):
     )
     def post(self, request: Request) -> Response:
         payload = contract.parse_body(request.body)
-        key = request.headers.get("Idempotency-Key", "").strip()[:255] or None
+        key = contract.clean_idempotency_key(request.headers.get(contract.IDEMPOTENCY_HEADER))
         run, created = services.submit(request.user, payload, key)
         return Response(
             RunSerializer(run, context={"request": request}).data,

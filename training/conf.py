@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,10 @@ class RailyardSettings:
         return Path(self._get("DATA_DIR"))
 
     @property
+    def data_roots(self) -> list[Path]:
+        return [Path(p) for p in self._get("DATA_ROOTS")] or [self.data_dir]
+
+    @property
     def work_dir(self) -> Path:
         return Path(self._get("WORK_DIR"))
 
@@ -39,6 +44,10 @@ class RailyardSettings:
     @property
     def run_timeout(self) -> int:
         return self._get("RUN_TIMEOUT_SECONDS")
+
+    @property
+    def idempotency_key_ttl(self) -> timedelta:
+        return timedelta(hours=self._get("IDEMPOTENCY_KEY_TTL_HOURS"))
 
     @property
     def trainer_command(self) -> list[str]:

@@ -13,6 +13,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from railyard_trainer.paths import PathNotAllowed, allowed_file
 from training.conf import railyard
 
 SOURCES = ("file", "s3")
@@ -20,6 +21,10 @@ FORMATS = ("parquet", "csv")
 COMPARISONS = ("Gt", "GtEq", "Lt", "LtEq")
 PREDICATES = ("Eq", "NotEq", *COMPARISONS, "IsIn", "NotIn", "IsNull", "NotNull")
 SAMPLING_FUNCTIONS = ("DATE_RANGE", "RANDOM")
+#: How deep a request's JSON may nest (custom_params included); deeper is refused, not parsed.
+MAX_DEPTH = 64
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+MAX_IDEMPOTENCY_KEY = 255
 
 TOP_LEVEL = {"user", "project", "model_description", "compute_resource", "data", "train"}
 DATA_KEYS = {"features", "date_range", "filters", "holdout_sampling"}
@@ -35,14 +40,74 @@ class InvalidRequest(Exception):
         self.errors = errors
 
 
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was used before with a different request."""
+
+
+class IdempotencyInFlight(Exception):
+    """Another request with the same Idempotency-Key has not settled yet."""
+
+
 def parse_body(body: bytes) -> Any:
     """The JSON document of a request body, or InvalidRequest naming what is wrong with it."""
     if not body.strip():
         raise InvalidRequest({"body": ["The body is empty; send the training request as JSON."]})
+    return loads(body, "body")
+
+
+def loads(raw: str | bytes, where: str) -> Any:
+    """JSON from a client: InvalidRequest (naming `where`) when it is not JSON or is nested past MAX_DEPTH."""
     try:
-        return json.loads(body)
+        value = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidRequest({"body": [f"The body is not valid JSON: {exc}."]}) from None
+        raise InvalidRequest({where: [f"Not valid JSON: {exc}."]}) from None
+    except RecursionError:
+        raise InvalidRequest({where: [f"JSON may be nested at most {MAX_DEPTH} levels deep."]}) from None
+    check_json(value, where)
+    return value
+
+
+def check_json(value: Any, where: str = "body") -> None:
+    """InvalidRequest for what no field may hold: a NUL character anywhere, nesting past MAX_DEPTH."""
+    errors: dict[str, list[str]] = {}
+    # Iterative, so that a document nested thousands deep cannot exhaust the stack here.
+    stack: list[tuple[Any, str, int]] = [(value, where, 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            errors.setdefault(path, []).append(f"JSON may be nested at most {MAX_DEPTH} levels deep.")
+            continue
+        if isinstance(item, str) and "\x00" in item:
+            errors.setdefault(path, []).append("Must not contain NUL characters.")
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                child_path = key_path(path, key)
+                if "\x00" in key:
+                    errors.setdefault(child_path, []).append("Field names must not contain NUL characters.")
+                stack.append((child, child_path, depth + 1))
+        elif isinstance(item, list):
+            stack.extend((child, f"{path}[{i}]", depth + 1) for i, child in enumerate(item))
+    if errors:
+        raise InvalidRequest(errors)
+
+
+def key_path(path: str, key: str) -> str:
+    key = key.replace("\x00", "\\0")
+    return key if path == "body" else f"{path}.{key}"
+
+
+def clean_idempotency_key(raw: str | None) -> str | None:
+    """The Idempotency-Key header's value; InvalidRequest when it is too long or holds control characters."""
+    key = (raw or "").strip()
+    if not key:
+        return None
+    if len(key) > MAX_IDEMPOTENCY_KEY:
+        raise InvalidRequest(
+            {IDEMPOTENCY_HEADER: [f"Must be at most {MAX_IDEMPOTENCY_KEY} characters (it has {len(key)})."]}
+        )
+    if not key.isprintable():
+        raise InvalidRequest({IDEMPOTENCY_HEADER: ["Must not contain control characters."]})
+    return key
 
 
 class _Checker:
@@ -115,9 +180,9 @@ def _scalar(value: Any) -> bool:
     return isinstance(value, str | int | float | bool) and value is not None
 
 
-def resolve_path(raw: str) -> Path:
-    path = Path(raw).expanduser()
-    return path if path.is_absolute() else railyard.data_dir / path
+def data_file(raw: str) -> Path:
+    """The real path of a `file` source; PathNotAllowed when it lies outside the data roots."""
+    return allowed_file(raw, railyard.data_roots, railyard.data_dir)
 
 
 def validate(payload: Any, workflows: dict[str, dict] | None = None) -> dict:
@@ -126,6 +191,7 @@ def validate(payload: Any, workflows: dict[str, dict] | None = None) -> dict:
 
     if workflows is None:
         workflows = {w.name: {"task": w.task} for w in Workflow.objects.filter(is_available=True)}
+    check_json(payload)
     c = _Checker()
     request = c.obj(payload, "", TOP_LEVEL, ("project", "data", "train"))
     if not isinstance(payload, dict):
@@ -190,8 +256,12 @@ def _check_sources(c: _Checker, features: Any) -> tuple[set[str], list[str]]:
         if source.get("format") is not None and source["format"] not in FORMATS:
             c.add(f"{path}.format", f"Unknown format {source['format']!r}; choose one of {', '.join(FORMATS)}.")
         location = c.string(source.get("path"), f"{path}.path", 2048)
-        if location and source.get("source") == "file" and not resolve_path(location).is_file():
-            c.add(f"{path}.path", f"No file at {resolve_path(location)}.")
+        if location and source.get("source") == "file":
+            try:
+                if not data_file(location).is_file():
+                    c.add(f"{path}.path", f"No file at {location!r} under the data roots.")
+            except PathNotAllowed as exc:
+                c.add(f"{path}.path", str(exc))
         if (
             location
             and source.get("source") == "s3"

@@ -105,9 +105,11 @@ class LaunchForm(forms.Form):
         if not raw:
             return default
         try:
-            return json.loads(raw)
-        except json.JSONDecodeError as exc:
-            self.add_error(name, f"Not valid JSON: {exc}.")
+            return contract.loads(raw, name)
+        except contract.InvalidRequest as exc:
+            for messages in exc.errors.values():
+                for message in messages:
+                    self.add_error(name, message)
             return default
 
     def build_request(self) -> dict:

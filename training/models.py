@@ -1,10 +1,14 @@
-"""Railyard's records: projects, the workflow catalogue, runs, their events and artifacts."""
+"""Railyard's records: projects, the workflow catalogue, runs, their events and artifacts, API tokens."""
 
 from __future__ import annotations
+
+import hashlib
+import secrets
 
 from django.conf import settings
 from django.db import models
 from django.urls import reverse
+from django.utils import timezone
 
 from training.states import ACTIVE, RunStatus
 
@@ -66,8 +70,6 @@ class Run(models.Model):
     data_summary = models.JSONField(default=dict, blank=True)
     artifact_uri = models.CharField(max_length=1024)
     retried_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries")
-    # NULL, not "", when absent: the unique constraint must allow many runs without a key.
-    idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -83,9 +85,6 @@ class Run(models.Model):
             models.Index(fields=["-created_at", "-id"], name="run_newest"),
             models.Index(fields=["status", "executor"], name="run_status_executor"),
             models.Index(fields=["project", "-created_at"], name="run_project_newest"),
-        ]
-        constraints = [
-            models.UniqueConstraint(fields=["owner", "idempotency_key"], name="run_idempotency_key_per_owner"),
         ]
 
     def __str__(self) -> str:
@@ -103,6 +102,23 @@ class Run(models.Model):
         if self.started_at and self.finished_at:
             return (self.finished_at - self.started_at).total_seconds()
         return None
+
+
+class IdempotencyKey(models.Model):
+    """A client's `Idempotency-Key`: while it lives, the same request with it returns the same run."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    # sha256 of the request body as sent (canonical JSON): a reuse with another body is a conflict.
+    request_hash = models.CharField(max_length=64)
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["owner", "key"], name="idempotency_key_per_owner")]
+
+    def __str__(self) -> str:
+        return f"{self.key} → run {self.run_id}"
 
 
 class RunEvent(models.Model):
@@ -134,3 +150,33 @@ class Artifact(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+def hash_token(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8", errors="surrogatepass")).hexdigest()
+
+
+class ApiToken(models.Model):
+    """An API key, stored only as its sha256: the key itself is shown once, when it is issued."""
+
+    KEY_PREFIX = "ry_"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, blank=True)
+    # The key's first characters, so that people can tell their keys apart without the key.
+    prefix = models.CharField(max_length=16)
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"
+
+    @classmethod
+    def issue(cls, user: models.Model, name: str = "") -> tuple[ApiToken, str]:
+        """A new token for `user`; returns it with the key, which is not stored and cannot be shown again."""
+        key = cls.KEY_PREFIX + secrets.token_urlsafe(32)
+        token = cls.objects.create(user=user, name=name, prefix=key[:10], key_hash=hash_token(key))
+        return token, key

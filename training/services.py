@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from training import contract, states
 from training.conf import railyard
-from training.models import Artifact, Project, Run, RunEvent, Workflow
+from training.models import Artifact, IdempotencyKey, Project, Run, RunEvent, Workflow
 from training.states import RunStatus
 
 
@@ -18,7 +21,7 @@ def resolve_spec(clean: dict, run_id: int) -> dict:
     spec = copy.deepcopy(clean)
     for source in spec["data"]["features"]:
         if source["source"] == "file":
-            source["path"] = str(contract.resolve_path(source["path"]))
+            source["path"] = str(contract.data_file(source["path"]))
     spec["run_id"] = str(run_id)
     spec["seed"] = spec["data"]["holdout_sampling"].get("seed", 0)
     return spec
@@ -27,26 +30,54 @@ def resolve_spec(clean: dict, run_id: int) -> dict:
 def submit(owner: AbstractBaseUser, payload: object, idempotency_key: str | None = None) -> tuple[Run, bool]:
     """Validate a request and queue a run; returns (run, created).
 
-    A repeat with the same idempotency key returns the run made the first time, even when the
-    repeats race each other.
+    With an idempotency key (Stripe's rules): a repeat of the same request returns the run made the
+    first time, even when the repeats race each other (the later ones wait for the first); the key
+    reused with another request is `IdempotencyConflict`; a key older than its lifetime is free again.
     """
-    clean = contract.validate(payload)
-    if idempotency_key:
-        existing = Run.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
-        if existing:
-            return existing, False
-    try:
-        run = _create(owner, payload, clean, idempotency_key)
-    except IntegrityError:
-        if not idempotency_key:
-            raise
-        return Run.objects.get(owner=owner, idempotency_key=idempotency_key), False
-    return run, True
+    if not idempotency_key:
+        return _create(owner, payload, contract.validate(payload)), True
+    contract.check_json(payload)
+    fingerprint = request_hash(payload)
+    for _ in range(3):
+        known = _live_key(owner, idempotency_key)
+        if known is not None:
+            if known.request_hash != fingerprint:
+                raise contract.IdempotencyConflict(
+                    f"This Idempotency-Key was used with a different request (run {known.run_id}); "
+                    "send a new key for a new request."
+                )
+            return known.run, False
+        clean = contract.validate(payload)
+        try:
+            with transaction.atomic():
+                run = _create(owner, payload, clean)
+                IdempotencyKey.objects.create(owner=owner, key=idempotency_key, request_hash=fingerprint, run=run)
+            return run, True
+        except IntegrityError:
+            continue  # a concurrent request with this key committed first: answer as its repeat
+    raise contract.IdempotencyInFlight("A request with this Idempotency-Key is still being processed; retry shortly.")
 
 
-def _create(
-    owner: AbstractBaseUser, payload: object, clean: dict, idempotency_key: str | None, retried_from: Run | None = None
-) -> Run:
+def request_hash(payload: object) -> str:
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8", errors="surrogatepass")).hexdigest()
+
+
+def _live_key(owner: AbstractBaseUser, key: str) -> IdempotencyKey | None:
+    """The key's record while it lives; an expired one is removed so that the key can be used again."""
+    known = IdempotencyKey.objects.filter(owner=owner, key=key).select_related("run").first()
+    if known is not None and known.created_at < timezone.now() - railyard.idempotency_key_ttl:
+        IdempotencyKey.objects.filter(pk=known.pk, created_at=known.created_at).delete()
+        return None
+    return known
+
+
+def forget_expired_idempotency_keys() -> int:
+    cutoff = timezone.now() - railyard.idempotency_key_ttl
+    return IdempotencyKey.objects.filter(created_at__lt=cutoff).delete()[0]
+
+
+def _create(owner: AbstractBaseUser, payload: object, clean: dict, retried_from: Run | None = None) -> Run:
     from training import tasks
 
     with transaction.atomic():
@@ -60,7 +91,6 @@ def _create(
             compute_resource=clean["compute_resource"],
             request=payload,
             executor=railyard.executor,
-            idempotency_key=idempotency_key or None,
             retried_from=retried_from,
             artifact_uri="",
         )
@@ -76,7 +106,7 @@ def _create(
 def retry(run: Run, owner: AbstractBaseUser) -> Run:
     """A new run from the same request, linked to the first (the request is validated again)."""
     clean = contract.validate(run.request)
-    return _create(owner, run.request, clean, None, retried_from=run)
+    return _create(owner, run.request, clean, retried_from=run)
 
 
 def cancel(run: Run, actor: str) -> bool:

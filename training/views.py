@@ -19,6 +19,7 @@ from django.views.decorators.http import require_POST
 
 from training import artifacts, charts, compare, services
 from training.api import run_log
+from training.conf import railyard
 from training.forms import LaunchForm, initial_from_request
 from training.models import Project, Run, Workflow
 from training.progress import progress
@@ -241,15 +242,12 @@ def source_columns(request: HttpRequest) -> JsonResponse:
     """The columns and types of a data source, for the launch form's pickers."""
     from railyard_trainer.errors import BadDataError
     from railyard_trainer.sources import columns
-    from training.contract import resolve_path
 
     source, fmt, path = (request.GET.get(k, "").strip() for k in ("source", "format", "path"))
     if not path:
         return JsonResponse({"error": "Give the data path first."}, status=400)
-    if source == "file":
-        path = str(resolve_path(path))
     try:
-        found = columns(source, fmt, path)
+        found = columns(source, fmt, path, roots=railyard.data_roots, base=railyard.data_dir)
     except (BadDataError, ValueError) as exc:
         return JsonResponse({"error": str(exc)}, status=400)
     return JsonResponse({"columns": [{"name": name, "type": kind} for name, kind in found]})

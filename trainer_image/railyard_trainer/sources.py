@@ -7,7 +7,7 @@ Readers are looked up by the request's `source`: `file` (a local path) and `s3` 
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
 from typing import BinaryIO
@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from railyard_trainer.errors import BadDataError
+from railyard_trainer.paths import PathNotAllowed, allowed_file, roots_from_env
 from railyard_trainer.spec import DateRange, FeatureSource
 from railyard_trainer.stages import log
 
@@ -54,8 +55,11 @@ EXTENSIONS = {"parquet": (".parquet", ".pq"), "csv": (".csv",)}
 
 
 def read_file(source: FeatureSource, where: str, date_range: DateRange | None) -> pd.DataFrame:
-    path = Path(source.path)
-    if not path.exists():
+    try:
+        path = allowed_file(source.path, roots_from_env())
+    except PathNotAllowed as exc:
+        raise PathNotAllowed(f"{where}: {exc}") from None
+    if not path.is_file():
         raise BadDataError(f"{where}: file {path} does not exist")
     return FORMATS[source.format](path, source.names, where, str(path))
 
@@ -161,14 +165,20 @@ def _schema(data: Path | BinaryIO, fmt: str, label: str) -> list[tuple[str, str]
         raise BadDataError(f"cannot read {fmt} file {label}: {exc}") from exc
 
 
-def columns(source: str, fmt: str, path: str) -> list[tuple[str, str]]:
-    """The columns a source offers and their types, read from its (first) file without loading data."""
+def columns(
+    source: str, fmt: str, path: str, roots: Sequence[Path] | None = None, base: Path | None = None
+) -> list[tuple[str, str]]:
+    """The columns a source offers and their types, read from its (first) file without loading data.
+
+    A file source is read only under `roots` (the trainer's own data roots when not given).
+    """
     if fmt not in FORMATS:
         raise BadDataError(f"unknown format {fmt!r}")
     if source == "file":
-        if not Path(path).is_file():
-            raise BadDataError(f"file {path} does not exist")
-        return _schema(Path(path), fmt, path)
+        real = allowed_file(path, roots_from_env() if roots is None else roots, base)
+        if not real.is_file():
+            raise BadDataError(f"file {real} does not exist")
+        return _schema(real, fmt, path)
     if source != "s3":
         raise BadDataError(f"unknown source {source!r}")
     from botocore.exceptions import BotoCoreError, ClientError

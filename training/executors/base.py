@@ -1,16 +1,59 @@
-"""The executor interface: launch, observe many at once, cancel, read logs."""
+"""The executor interface: launch, observe many at once, cancel, read logs; what a trainer may see."""
 
 from __future__ import annotations
 
 import contextlib
 import enum
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from railyard_trainer.paths import ROOTS_ENV
+
 if TYPE_CHECKING:
     from training.models import Run
+
+
+#: The worker's settings that a trainer needs too: where S3 is, locale, the threads it may use.
+#: Nothing else of the worker's environment (SECRET_KEY, DATABASE_URL, …) ever reaches a trainer.
+TRAINER_SETTINGS = (
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_CA_BUNDLE",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_CORETYPE",
+    "OPENBLAS_L2_SIZE",
+)
+#: What a trainer on this machine also needs from the worker: credentials for the artifact store and
+#: data buckets, and how to find Python. Kubernetes Jobs get credentials only by reference to a Secret.
+LOCAL_TRAINER_SETTINGS = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "PATH",
+    "HOME",
+    "TMPDIR",
+    "PYTHONPATH",
+)
+
+
+def trainer_environment(names: tuple[str, ...], data_roots: list[str]) -> dict[str, str]:
+    """The environment a trainer starts with: the named settings the worker has, and the data roots."""
+    env = {name: os.environ[name] for name in names if os.environ.get(name)}
+    env[ROOTS_ENV] = ",".join(data_roots)
+    return env
 
 
 class JobPhase(enum.StrEnum):

@@ -26,7 +26,15 @@ from kubernetes.config.config_exception import ConfigException
 
 from training import manifests
 from training.conf import railyard
-from training.executors.base import Executor, ExecutorError, ExecutorUnavailable, JobPhase, JobState
+from training.executors.base import (
+    TRAINER_SETTINGS,
+    Executor,
+    ExecutorError,
+    ExecutorUnavailable,
+    JobPhase,
+    JobState,
+    trainer_environment,
+)
 
 if TYPE_CHECKING:
     from training.models import Run
@@ -35,9 +43,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 RETRY_DELAYS = (0.2, 0.5, 1.0)
-#: The worker's own S3 settings that trainers need too. Credentials are not among them: Jobs get
-#: those only by reference to a Secret (RAILYARD_K8S_ENV_FROM_SECRETS).
-PASSED_TO_TRAINERS = ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3")
 PAGE_SIZE = 200
 #: Container states that keep a pod from ever starting, with what a person should do about them.
 START_FAILURES = {
@@ -157,7 +162,8 @@ class KubernetesExecutor(Executor):
             ttl_seconds_after_finished=railyard.k8s_ttl_seconds_after_finished,
             env_from_secrets=railyard.k8s_env_from_secrets,
             service_account=railyard.k8s_service_account,
-            env={name: os.environ[name] for name in PASSED_TO_TRAINERS if os.environ.get(name)},
+            # Credentials are not among these: Jobs get them by reference (RAILYARD_K8S_ENV_FROM_SECRETS).
+            env=trainer_environment(TRAINER_SETTINGS, [str(root) for root in railyard.data_roots]),
         )
 
     def launch(self, run: Run) -> dict:

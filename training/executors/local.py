@@ -1,7 +1,9 @@
 """The local executor: each run's trainer is a subprocess on this machine.
 
 - Every attempt has a work directory `<WORK_DIR>/<run id>/attempt-<n>/` holding the spec, the log,
-  the supervisor's pid and, once the trainer ends, its exit code.
+  the supervisor's pid (written by the supervisor before the trainer starts) and, once the trainer
+  ends, its exit code.
+- A trainer sees only the settings it needs (`trainer_environment`), never the worker's secrets.
 - The supervisor runs in a session of its own: cancel signals the whole group, and a restarted
   worker finds the run again through the work directory.
 """
@@ -23,13 +25,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from training.conf import railyard
-from training.executors.base import Executor, JobPhase, JobState
+from training.executors.base import (
+    LOCAL_TRAINER_SETTINGS,
+    TRAINER_SETTINGS,
+    Executor,
+    ExecutorError,
+    JobPhase,
+    JobState,
+    trainer_environment,
+)
+from training.executors.supervisor import start_ticks
 
 if TYPE_CHECKING:
     from training.models import Run
 
 SUPERVISOR = Path(__file__).with_name("supervisor.py")
 CANCEL_GRACE_SECONDS = 10
+SUPERVISOR_START_SECONDS = 30
 
 
 def describe_exit(code: int) -> str:
@@ -38,16 +50,6 @@ def describe_exit(code: int) -> str:
         hint = " (the machine may have run out of memory)" if -code == signal.SIGKILL else ""
         return f"the trainer was killed by {name}{hint}"
     return f"the trainer exited with code {code}"
-
-
-def _start_ticks(pid: int) -> int | None:
-    """The process's start time in clock ticks (Linux), to tell it from a later process with its pid."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    return None if fields[0] == "Z" else int(fields[19])
 
 
 class LocalExecutor(Executor):
@@ -71,28 +73,45 @@ class LocalExecutor(Executor):
 
     def launch(self, run: Run) -> dict:
         directory = self.work_dir(run)
-        handle_file = directory / "process.json"
-        if handle_file.exists():
-            return json.loads(handle_file.read_text())
         directory.mkdir(parents=True, exist_ok=True)
-        spec_file = directory / "spec.json"
-        spec_file.write_text(json.dumps(run.spec))
-        command = [*railyard.trainer_command, "train", "--spec", str(spec_file), "--out", run.artifact_uri]
-        with open(directory / "log.txt", "ab") as log:
-            process = subprocess.Popen(
-                [sys.executable, str(SUPERVISOR), str(directory / "exit.json"), "--", *command],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=directory,
-                env={**os.environ, "PYTHONUNBUFFERED": "1", "RAILYARD_RUN_ID": str(run.pk)},
-                start_new_session=True,
-            )
+        # The attempt's lock is held by its supervisor for as long as it lives (it inherits this
+        # open file), so a launch repeated after a worker died adopts the trainer it started.
+        with open(directory / "supervisor.lock", "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return self._handle(directory)
+            if (directory / "process.json").exists():
+                return json.loads((directory / "process.json").read_text())  # it ran; observing says how
+            spec_file = directory / "spec.json"
+            spec_file.write_text(json.dumps(run.spec))
+            command = [*railyard.trainer_command, "train", "--spec", str(spec_file), "--out", run.artifact_uri]
+            env = trainer_environment(TRAINER_SETTINGS + LOCAL_TRAINER_SETTINGS, [str(r) for r in railyard.data_roots])
+            with open(directory / "log.txt", "ab") as log:
+                process = subprocess.Popen(
+                    [sys.executable, str(SUPERVISOR), str(directory), "--", *command],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=directory,
+                    env={**env, "PYTHONUNBUFFERED": "1", "RAILYARD_RUN_ID": str(run.pk)},
+                    start_new_session=True,
+                    pass_fds=(lock.fileno(),),
+                )
         # Reap the supervisor when it ends so it never lingers as a zombie of this process.
         threading.Thread(target=process.wait, daemon=True).start()
-        handle = {"pid": process.pid, "start_ticks": _start_ticks(process.pid), "work_dir": str(directory)}
-        handle_file.write_text(json.dumps(handle))
-        return handle
+        return self._handle(directory, process)
+
+    def _handle(self, directory: Path, process: subprocess.Popen | None = None) -> dict:
+        """The handle the attempt's supervisor writes before it starts the trainer."""
+        deadline = time.monotonic() + SUPERVISOR_START_SECONDS
+        while time.monotonic() < deadline:
+            with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
+                return json.loads((directory / "process.json").read_text())
+            if process is not None and process.poll() is not None:
+                raise ExecutorError(f"the trainer's supervisor exited with code {process.returncode} before starting")
+            time.sleep(0.01)
+        raise ExecutorError(f"the trainer's supervisor did not start within {SUPERVISOR_START_SECONDS} seconds")
 
     def _state(self, handle: dict) -> JobState:
         directory = Path(handle["work_dir"])
@@ -107,10 +126,30 @@ class LocalExecutor(Executor):
         # Re-check: the trainer may have finished between the two looks.
         if exit_file.exists():
             return self._state(handle)
+        # The supervisor is gone without a word: whatever it left running must not write into the run.
+        self._kill_leftovers(handle)
         return JobState(
             JobPhase.MISSING,
             "the trainer process disappeared without recording an exit code (was the worker or the machine restarted?)",
         )
+
+    def _kill_leftovers(self, handle: dict) -> None:
+        """Kill what is left of an attempt's process group (its trainer and the trainer's children).
+
+        Members are told apart from an unrelated group that reuses the id by their working directory.
+        """
+        group, directory = handle.get("pid"), handle.get("work_dir")
+        if not group or not directory:
+            return
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                in_group = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[2]) == group
+                if in_group and os.readlink(entry / "cwd") == directory:
+                    os.kill(int(entry.name), signal.SIGKILL)
+            except (OSError, IndexError, ValueError):
+                continue
 
     def _alive(self, handle: dict) -> bool:
         pid = handle.get("pid")
@@ -123,7 +162,7 @@ class LocalExecutor(Executor):
         except PermissionError:
             return True
         expected = handle.get("start_ticks")
-        return expected is None or _start_ticks(pid) == expected
+        return expected is None or start_ticks(pid) == expected
 
     def observe(self, runs: list[Run]) -> dict[int, JobState]:
         states = {}

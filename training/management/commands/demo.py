@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from training import demo, services
+from training.conf import railyard
 
 USERNAME, PASSWORD = "demo", "railyard-demo"
 
 
 class Command(BaseCommand):
-    help = "Write the demo dataset under var/demo/, create the demo login and submit the demo run."
+    help = "Write the demo dataset under the data directory, create the demo login and submit the demo run."
 
     def add_arguments(self, parser):
         parser.add_argument("--rows", type=int, default=200_000)
@@ -27,16 +27,18 @@ class Command(BaseCommand):
 
     def handle(self, *args: object, rows: int, no_run: bool, s3: str | None = None, **options: object) -> None:
         call_command("sync_workflows", verbosity=0)
-        directory = settings.VAR_DIR / "demo"
+        # Under the data directory, the default data root, so that the demo's file sources may be read.
+        directory = railyard.data_dir / "demo"
         paths = {"charges": directory / "charges.parquet", "merchants": directory / "merchants.parquet"}
         if not all(p.exists() for p in paths.values()):
             paths = demo.write_dataset(directory, n_rows=rows)
             self.stdout.write(f"Wrote {rows} synthetic charges to {paths['charges']}")
-        user, created = get_user_model().objects.get_or_create(
-            username=USERNAME, defaults={"is_staff": True, "is_superuser": True}
-        )
-        if created:
-            user.set_password(PASSWORD)
+        # An ordinary account: a password printed on the console must not open the admin.
+        user, created = get_user_model().objects.get_or_create(username=USERNAME)
+        if created or user.is_staff or user.is_superuser:
+            if created:
+                user.set_password(PASSWORD)
+            user.is_staff = user.is_superuser = False
             user.save()
         if not no_run:
             run, created = services.submit(
