@@ -119,6 +119,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Submit training requests, follow runs, fetch evaluations and artifacts.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # A run's status and its events' old and new statuses are one choice set.
+    "ENUM_NAME_OVERRIDES": {"RunStatusEnum": "training.states.RunStatus"},
     # Swagger UI and ReDoc from the installed sidecar package's static files, never from a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

@@ -9,3 +9,5 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("training.urls")),
 ]
+
+handler404 = "training.api.not_found"

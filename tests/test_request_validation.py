@@ -224,3 +224,85 @@ def test_it_refuses_an_oversized_body(api, fraud_request, settings):
     assert response.status_code == 400
     assert "too large" in response.json()["detail"]
     assert Run.objects.count() == 0
+
+
+def nested(depth: int) -> str:
+    """custom_params `depth` objects deep (counting itself), as JSON text."""
+    return '{"a":' * (depth - 1) + "{}" + "}" * (depth - 1)
+
+
+@pytest.mark.parametrize("depth", [64, 500, 1_000, 20_000])
+def test_it_refuses_json_nested_deeper_than_64_levels(api, fraud_request, depth):
+    fraud_request["train"]["custom_params"] = "DEEP"
+    body = json.dumps(fraud_request).replace('"DEEP"', nested(depth))
+
+    response = post(api, body)
+
+    assert response.status_code == 400
+    assert any("nested at most 64 levels" in m for ms in response.json()["errors"].values() for m in ms)
+    assert Run.objects.count() == 0
+
+
+def test_it_accepts_json_nested_64_levels(api, fraud_request):
+    fraud_request["train"]["custom_params"] = "DEEP"
+    body = json.dumps(fraud_request).replace('"DEEP"', nested(62))  # custom_params is 2 levels down
+    assert post(api, body).status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("place", "path"),
+    [
+        (lambda r: r.update(model_description="weekly\x00"), "model_description"),
+        (lambda r: r["train"]["custom_params"].update(note="a\x00b"), "train.custom_params.note"),
+        (lambda r: r["train"]["custom_params"].update({"k\x00": 1}), "train.custom_params.k\\0"),
+        (
+            lambda r: r["data"]["filters"].append(
+                {"feature_name": "country", "predicate": "Eq", "feature_value": "\x00"}
+            ),
+            "data.filters[1].feature_value",
+        ),
+    ],
+    ids=["description", "custom param value", "custom param name", "filter value"],
+)
+def test_it_refuses_nul_characters_in_the_body(api, fraud_request, place, path):
+    place(fraud_request)
+
+    response = post(api, json.dumps(fraud_request))
+
+    assert response.status_code == 400
+    assert "must not contain NUL characters." in response.json()["errors"][path][0].lower().replace("nul", "NUL")
+    assert Run.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/v1/runs?status=%00",
+        "/api/v1/runs?project=a%00b",
+        "/api/v1/runs?user=%00",
+        "/api/v1/runs?workflow_name=%00",
+        "/api/v1/runs/1/artifacts/model%00.joblib",
+    ],
+)
+def test_it_refuses_nul_characters_in_api_urls(api, url):
+    response = api.get(url)
+
+    assert response.status_code == 400
+    assert response.json()["errors"]
+    assert response.json()["detail"] == "The request holds a NUL character."
+
+
+@pytest.mark.parametrize("url", ["/?q=%00", "/?status=%00", "/?project=%00", "/?user=%00", "/compare?runs=%00"])
+def test_it_refuses_nul_characters_in_page_urls(client, alice, url):
+    client.force_login(alice)
+
+    response = client.get(url)
+
+    assert response.status_code == 400
+    assert "NUL character" in response.content.decode()
+
+
+def test_it_refuses_a_nul_character_in_the_idempotency_key(api, fraud_request):
+    response = post(api, json.dumps(fraud_request), HTTP_IDEMPOTENCY_KEY="a\x00b")
+    assert response.status_code == 400
+    assert response.json()["errors"]["Idempotency-Key"] == ["Must not contain control characters."]

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import threading
+from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 from django_q.models import OrmQ
 from rest_framework.test import APIClient
 
 from training import services
-from training.models import ApiToken, Run, RunEvent
+from training.models import ApiToken, IdempotencyKey, Run, RunEvent
 
 pytestmark = pytest.mark.usefixtures("workflows")
 
@@ -84,6 +86,43 @@ def test_it_keeps_idempotency_keys_per_account(api, bob, fraud_request):
     mine = post_run(api, fraud_request, HTTP_IDEMPOTENCY_KEY="k1").json()["id"]
     theirs = post_run(other, fraud_request, HTTP_IDEMPOTENCY_KEY="k1").json()["id"]
     assert mine != theirs
+
+
+def test_it_refuses_an_idempotency_key_reused_with_another_request(api, fraud_request):
+    first = post_run(api, fraud_request, HTTP_IDEMPOTENCY_KEY="weekly-2026-47")
+    fraud_request["train"]["custom_params"] = {"max_iter": 31}
+
+    reused = post_run(api, fraud_request, HTTP_IDEMPOTENCY_KEY="weekly-2026-47")
+
+    assert reused.status_code == 422
+    message = reused.json()["errors"]["Idempotency-Key"][0]
+    assert f"used with a different request (run {first.json()['id']})" in message
+    assert Run.objects.count() == 1
+
+
+def test_it_refuses_an_idempotency_key_longer_than_255_characters(api, fraud_request):
+    for key in ("k" * 255 + "a", "k" * 255 + "b"):
+        response = post_run(api, fraud_request, HTTP_IDEMPOTENCY_KEY=key)
+
+        assert response.status_code == 400
+        assert response.json()["errors"]["Idempotency-Key"] == ["Must be at most 255 characters (it has 256)."]
+    assert Run.objects.count() == 0
+    assert post_run(api, fraud_request, HTTP_IDEMPOTENCY_KEY="k" * 255).status_code == 201
+
+
+def test_an_idempotency_key_expires_after_its_lifetime(api, fraud_request, settings):
+    settings.RAILYARD = {**settings.RAILYARD, "IDEMPOTENCY_KEY_TTL_HOURS": 2}
+    first = post_run(api, fraud_request, HTTP_IDEMPOTENCY_KEY="nightly").json()["id"]
+    IdempotencyKey.objects.update(created_at=timezone.now() - timedelta(hours=1))
+    assert post_run(api, fraud_request, HTTP_IDEMPOTENCY_KEY="nightly").json()["id"] == first
+
+    IdempotencyKey.objects.update(created_at=timezone.now() - timedelta(hours=2, seconds=1))
+    fraud_request["train"]["custom_params"] = {"max_iter": 31}  # a new request may use the key now
+    second = post_run(api, fraud_request, HTTP_IDEMPOTENCY_KEY="nightly")
+
+    assert second.status_code == 201
+    assert second.json()["id"] != first
+    assert IdempotencyKey.objects.get().run_id == second.json()["id"]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from django.core.exceptions import RequestDataTooBig
-from django.http import FileResponse, Http404
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
+from django.views.defaults import page_not_found
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
-from rest_framework import generics, status
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import generics, serializers, status
 from rest_framework.decorators import api_view
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
@@ -20,7 +21,18 @@ from training import artifacts, contract, services
 from training.conf import railyard
 from training.executors import ExecutorError, get_executor
 from training.models import Run, Workflow
-from training.serializers import RunDetailSerializer, RunSerializer, WorkflowSerializer
+from training.openapi import run_request_schema
+from training.serializers import (
+    ComputeResourceSerializer,
+    ErrorSerializer,
+    RunDetailSerializer,
+    RunSerializer,
+    WorkflowSerializer,
+)
+from training.states import RunStatus
+
+#: The longest log tail the API returns at once.
+MAX_LOG_LINES = 100_000
 
 EXAMPLE_REQUEST = {
     "user": "ada",
@@ -81,6 +93,39 @@ class RunPagination(PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 500
 
+    def get_page_size(self, request: Request) -> int:
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        if not raw.isdigit() or not 1 <= int(raw) <= self.max_page_size:
+            raise contract.InvalidRequest(
+                {self.page_size_query_param: [f"Must be a whole number from 1 to {self.max_page_size}."]}
+            )
+        return int(raw)
+
+    def get_schema_operation_parameters(self, view: APIView) -> list[dict]:
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            parameter["schema"]["minimum"] = 1
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"]["maximum"] = self.max_page_size
+        return parameters
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """Django's 404 for URLs no route matches: JSON under /api/, the site's page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Not found."}, status=status.HTTP_404_NOT_FOUND)
+    return page_not_found(request, exception)
+
+
+#: What every route may answer besides its success.
+COMMON_ERRORS = {
+    401: OpenApiResponse(ErrorSerializer, description="No valid token or session."),
+    404: OpenApiResponse(ErrorSerializer, description="No such run (or artifact)."),
+}
+INPUT_ERROR = {400: OpenApiResponse(ErrorSerializer, description="The input is refused; `errors` names each field.")}
+
 
 def visible_runs(request: Request):
     return Run.objects.with_related()
@@ -93,20 +138,44 @@ class RunList(generics.ListAPIView):
     def get_queryset(self):
         runs = visible_runs(self.request)
         params = self.request.query_params
+        if params.get("status") and params["status"] not in RunStatus.values:
+            known = ", ".join(RunStatus.values)
+            raise contract.InvalidRequest({"status": [f"Unknown status {params['status']!r}; choose one of {known}."]})
         filters = {"status": "status", "project": "project__name", "workflow_name": "workflow__name", "user": "user"}
         for param, field in filters.items():
             if params.get(param):
                 runs = runs.filter(**{field: params[param]})
         return runs
 
-    @extend_schema(parameters=[OpenApiParameter(p, str) for p in ("status", "project", "workflow_name", "user")])
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("status", str, enum=RunStatus.values),
+            *(OpenApiParameter(p, str) for p in ("project", "workflow_name", "user")),
+        ],
+        responses={200: RunSerializer(many=True), **INPUT_ERROR, 401: COMMON_ERRORS[401], 404: COMMON_ERRORS[404]},
+    )
     def get(self, request: Request, *args, **kwargs) -> Response:
         return super().get(request, *args, **kwargs)
 
     @extend_schema(
-        request=OpenApiTypes.OBJECT,
-        responses={201: RunSerializer, 200: RunSerializer},
-        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)],
+        request={"application/json": run_request_schema()},
+        responses={
+            201: OpenApiResponse(RunSerializer, description="A new run was queued."),
+            200: OpenApiResponse(RunSerializer, description="A repeat of an earlier request: its run."),
+            **INPUT_ERROR,
+            401: COMMON_ERRORS[401],
+            409: OpenApiResponse(ErrorSerializer, description="The first request with this key is still in flight."),
+            422: OpenApiResponse(ErrorSerializer, description="The Idempotency-Key was used with another request."),
+        },
+        parameters=[
+            OpenApiParameter(
+                contract.IDEMPOTENCY_HEADER,
+                str,
+                OpenApiParameter.HEADER,
+                description=f"At most {contract.MAX_IDEMPOTENCY_KEY} characters; remembered for 24 hours "
+                "(RAILYARD_IDEMPOTENCY_KEY_TTL_HOURS).",
+            )
+        ],
         examples=[OpenApiExample("A fraud model", value=EXAMPLE_REQUEST, request_only=True)],
         description="Submit a training request. A repeat with the same Idempotency-Key returns the first run.",
     )
@@ -120,6 +189,7 @@ class RunList(generics.ListAPIView):
         )
 
 
+@extend_schema(responses={200: RunDetailSerializer, **COMMON_ERRORS})
 class RunDetail(generics.RetrieveAPIView):
     serializer_class = RunDetailSerializer
 
@@ -133,7 +203,14 @@ class RunAction(APIView):
 
 
 class CancelRun(RunAction):
-    @extend_schema(request=None, responses={200: RunSerializer, 409: OpenApiTypes.OBJECT})
+    @extend_schema(
+        request=None,
+        responses={
+            200: RunSerializer,
+            **COMMON_ERRORS,
+            409: OpenApiResponse(ErrorSerializer, description="The run has already ended."),
+        },
+    )
     def post(self, request: Request, pk: int) -> Response:
         run = self.run(request, pk)
         if not services.cancel(run, actor=request.user.get_username()):
@@ -145,20 +222,43 @@ class CancelRun(RunAction):
 
 
 class RetryRun(RunAction):
-    @extend_schema(request=None, responses={201: RunSerializer})
+    @extend_schema(
+        request=None,
+        responses={
+            201: RunSerializer,
+            **COMMON_ERRORS,
+            400: OpenApiResponse(ErrorSerializer, description="The run's request no longer validates."),
+        },
+    )
     def post(self, request: Request, pk: int) -> Response:
         new_run = services.retry(self.run(request, pk), request.user)
         return Response(RunSerializer(new_run, context={"request": request}).data, status=status.HTTP_201_CREATED)
 
 
 class RunLogs(RunAction):
-    @extend_schema(parameters=[OpenApiParameter("tail", int)], responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "tail",
+                {"type": "integer", "minimum": 1},
+                description=f"How many of the last lines (default 200, at most {MAX_LOG_LINES}).",
+            )
+        ],
+        responses={
+            200: inline_serializer(
+                "RunLog",
+                {"run": serializers.IntegerField(), "status": serializers.CharField(), "log": serializers.CharField()},
+            ),
+            **INPUT_ERROR,
+            **COMMON_ERRORS,
+        },
+    )
     def get(self, request: Request, pk: int) -> Response:
         run = self.run(request, pk)
-        try:
-            tail = max(int(request.query_params.get("tail", 200)), 1)
-        except ValueError:
-            return Response({"errors": {"tail": ["Must be an integer."]}}, status=status.HTTP_400_BAD_REQUEST)
+        raw = request.query_params.get("tail", "200")
+        if not raw.isdigit() or int(raw) < 1:
+            raise contract.InvalidRequest({"tail": ["Must be a whole number of lines, at least 1."]})
+        tail = min(int(raw), MAX_LOG_LINES)
         return Response({"run": run.pk, "status": run.status, "log": run_log(run, tail)})
 
 
@@ -176,7 +276,13 @@ def run_log(run: Run, tail: int) -> str:
 
 
 class RunArtifact(RunAction):
-    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
+    @extend_schema(
+        responses={
+            (200, "application/octet-stream"): OpenApiTypes.BINARY,
+            **COMMON_ERRORS,
+            503: OpenApiResponse(ErrorSerializer, description="The artifact store cannot serve it right now."),
+        }
+    )
     def get(self, request: Request, pk: int, name: str) -> FileResponse | Response:
         run = self.run(request, pk)
         artifact = get_object_or_404(run.artifacts, name=name)
@@ -192,13 +298,14 @@ class RunArtifact(RunAction):
         return FileResponse(stream, as_attachment=True, filename=name, content_type=artifact.content_type)
 
 
+@extend_schema(responses={200: WorkflowSerializer(many=True), 401: COMMON_ERRORS[401]})
 class WorkflowList(generics.ListAPIView):
     serializer_class = WorkflowSerializer
     pagination_class = None
     queryset = Workflow.objects.filter(is_available=True)
 
 
-@extend_schema(responses={200: OpenApiTypes.OBJECT})
+@extend_schema(responses={200: ComputeResourceSerializer(many=True), 401: COMMON_ERRORS[401]})
 @api_view(["GET"])
 def compute_resources(request: Request) -> Response:
     return Response(

@@ -204,7 +204,7 @@ def validate(payload: Any, workflows: dict[str, dict] | None = None) -> dict:
     if not isinstance(request.get("model_description", ""), str):
         c.add("model_description", "Must be a string.")
     compute = request.get("compute_resource", railyard.default_compute_resource)
-    if compute not in railyard.compute_resources:
+    if not isinstance(compute, str) or compute not in railyard.compute_resources:
         known = ", ".join(railyard.compute_resources)
         c.add("compute_resource", f"Unknown compute resource {compute!r}; choose one of {known}.")
 
@@ -296,7 +296,9 @@ def _check_filters(c: _Checker, filters: Any, columns: set[str]) -> None:
         path = f"data.filters[{i}]"
         flt = c.obj(raw, path, FILTER_KEYS, ("feature_name", "predicate"))
         name, predicate, value = flt.get("feature_name"), flt.get("predicate"), flt.get("feature_value")
-        if name is not None and name not in columns:
+        if name is not None and not isinstance(name, str):
+            c.add(f"{path}.feature_name", "Must be a column name.")
+        elif name is not None and name not in columns:
             c.add(f"{path}.feature_name", f"{name!r} is not among the feature sources' names.")
         if predicate is None:
             continue
@@ -366,7 +368,9 @@ def _check_holdout(
 
 def _check_train(c: _Checker, train: dict, columns: set[str], workflows: dict[str, dict]) -> None:
     name = train.get("workflow_name")
-    if name is not None and name not in workflows:
+    if name is not None and not isinstance(name, str):
+        c.add("train.workflow_name", "Must be a workflow's name.")
+    elif name is not None and name not in workflows:
         known = ", ".join(sorted(workflows)) or "none (run manage.py sync_workflows)"
         c.add("train.workflow_name", f"Unknown workflow {name!r}; choose one of {known}.")
     label = c.string(train.get("label"), "train.label")

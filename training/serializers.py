@@ -74,3 +74,21 @@ class WorkflowSerializer(serializers.ModelSerializer):
     class Meta:
         model = Workflow
         fields = ["name", "task", "description", "default_params"]
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Every error answer: what went wrong, and for refused input each bad field with its messages."""
+
+    detail = serializers.CharField()
+    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()), required=False)
+
+
+class ComputeResourceSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    default = serializers.BooleanField()
+    description = serializers.CharField(required=False)
+    requests = serializers.DictField(child=serializers.CharField())
+    limits = serializers.DictField(child=serializers.CharField())
+    node_selector = serializers.DictField(child=serializers.CharField())
+    tolerations = serializers.ListField(child=serializers.DictField())
+    affinity = serializers.DictField()

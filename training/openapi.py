@@ -1,0 +1,102 @@
+"""How the API describes itself: the training request's schema, built from the contract's own
+vocabulary, so that the two cannot drift apart. `contract.validate` stays the judge; this only tells."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from training import contract
+
+DATE = {"type": "string", "format": "date", "example": "2026-01-01"}
+DATE_RANGE = {
+    "type": "object",
+    "description": "Half-open: start <= date < end.",
+    "properties": {"start": DATE, "end": DATE},
+    "required": ["start", "end"],
+    "additionalProperties": False,
+}
+NAMES = {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1}
+SCALAR = {"oneOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]}
+
+
+def _object(properties: dict[str, Any], required: list[str], description: str = "") -> dict[str, Any]:
+    schema = {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
+    return {**schema, "description": description} if description else schema
+
+
+def run_request_schema() -> dict[str, Any]:
+    source = _object(
+        {
+            "names": NAMES,
+            "source": {"type": "string", "enum": list(contract.SOURCES)},
+            "format": {"type": "string", "enum": list(contract.FORMATS)},
+            "path": {
+                "type": "string",
+                "maxLength": 2048,
+                "description": "file: a path under the data roots (relative to the data directory); "
+                "s3: s3://bucket/key or s3://bucket/prefix/.",
+            },
+            "date_column": {"type": "string"},
+            "join_on": {"oneOf": [{"type": "string"}, NAMES]},
+        },
+        ["names", "source", "format", "path"],
+    )
+    filter_ = _object(
+        {
+            "feature_name": {"type": "string"},
+            "predicate": {"type": "string", "enum": list(contract.PREDICATES)},
+            "feature_value": {
+                "description": "A value for comparisons, a list for IsIn/NotIn, nothing for IsNull/NotNull.",
+                "oneOf": [SCALAR, {"type": "array", "items": SCALAR, "minItems": 1}],
+            },
+        },
+        ["feature_name", "predicate"],
+    )
+    holdout = _object(
+        {
+            "sampling_function": {"type": "string", "enum": list(contract.SAMPLING_FUNCTIONS)},
+            "date_range": DATE_RANGE,
+            "fraction": {
+                "type": "number",
+                **{"minimum": 0, "exclusiveMinimum": True, "maximum": 1, "exclusiveMaximum": True},
+                "default": 0.2,
+            },
+            "seed": {"type": "integer", "default": 0},
+            "stratify": {"oneOf": [{"type": "boolean"}, {"type": "string"}], "default": False},
+        },
+        ["sampling_function"],
+        "DATE_RANGE holds out the rows in date_range (training is what comes before it); RANDOM holds out a fraction.",
+    )
+    data = _object(
+        {
+            "features": {"type": "array", "items": source, "minItems": 1},
+            "date_range": DATE_RANGE,
+            "filters": {"type": "array", "items": filter_},
+            "holdout_sampling": holdout,
+        },
+        ["features"],
+    )
+    train = _object(
+        {
+            "workflow_name": {"type": "string", "description": "One of GET /api/v1/workflows."},
+            "classifier_features": NAMES,
+            "label": {"type": "string", "minLength": 1, "maxLength": 255},
+            "custom_params": {
+                "type": "object",
+                "description": f"Passed to the workflow untouched (at most {contract.MAX_DEPTH} levels deep in all).",
+            },
+        },
+        ["workflow_name", "classifier_features", "label"],
+    )
+    return _object(
+        {
+            "user": {"type": "string", "minLength": 1, "maxLength": 150},
+            "project": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,100}$"},
+            "model_description": {"type": "string"},
+            "compute_resource": {"type": "string", "description": "One of GET /api/v1/compute-resources."},
+            "data": data,
+            "train": train,
+        },
+        ["project", "data", "train"],
+        "Railyard's training request. Strings may not hold NUL characters.",
+    )
