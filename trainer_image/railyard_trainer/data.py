@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from railyard_trainer.errors import BadDataError
@@ -85,8 +86,41 @@ def restrict(frame: pd.DataFrame, spec: TrainSpec) -> pd.DataFrame:
         mask &= in_range(frame[spec.date_column], spec.date_range)
     for i, flt in enumerate(spec.filters):
         mask &= apply_filter(frame, flt, f"data.filters[{i}]")
+    if mask.any() and frame.loc[mask, spec.label].isna().all():
+        raise BadDataError(
+            f"the label {spec.label!r} is empty (null) in all {int(mask.sum())} rows left after the date range "
+            "and filters"
+        )
     mask &= frame[spec.label].notna()
     kept = frame.loc[mask]
     if kept.empty:
         raise BadDataError(f"no rows left after applying the date range and filters ({len(frame)} rows loaded)")
     return kept.reset_index(drop=True)
+
+
+def check_values(frame: pd.DataFrame, columns: list[str]) -> None:
+    """BadDataError naming the first column whose values no model can learn from, and how many rows.
+
+    - infinite numbers (a model would crash on them, or learn nonsense);
+    - text among numbers: a column whose other values are numbers, so the text is a typo, not a category.
+    """
+    for name in columns:
+        column = frame[name]
+        if pd.api.types.is_bool_dtype(column):
+            continue
+        if pd.api.types.is_numeric_dtype(column):
+            infinite = int(np.isinf(column.to_numpy(dtype=float, na_value=np.nan)).sum())
+            if infinite:
+                raise BadDataError(
+                    f"column {name!r} holds infinite values in {infinite} of {len(frame)} rows; "
+                    "fix them at the source or filter them out"
+                )
+        elif pd.api.types.is_object_dtype(column) or pd.api.types.is_string_dtype(column):
+            present = column.dropna()
+            numbers = pd.to_numeric(present, errors="coerce")
+            text = present[numbers.isna()]
+            if len(text) and numbers.notna().sum() > len(text):
+                raise BadDataError(
+                    f"column {name!r} holds text in {len(text)} of {len(frame)} rows (first: {text.iloc[0]!r}) "
+                    "where its other rows hold numbers; fix them at the source or filter them out"
+                )

@@ -45,6 +45,7 @@ def run(raw_spec: dict, store: ArtifactStore) -> dict[str, Any]:
 
     with stage("filter") as details:
         frame = data.restrict(frame, spec)
+        data.check_values(frame, needed)
         details["rows"] = len(frame)
 
     with stage("split") as details:
