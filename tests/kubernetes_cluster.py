@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import datetime
 import itertools
 import json
@@ -52,6 +53,9 @@ class Emulator(kmock.KubernetesEmulator):
         self.versions = itertools.count(1)
         self.faults: list[tuple[str, str, int | None]] = []  # (action, plural, status or None for a hang)
         self.list_calls: list[tuple[str, dict[str, str]]] = []
+        self.calls: collections.Counter[tuple[str, str]] = collections.Counter()  # (action, plural)
+        # Names that Railyard's listings (those with a label selector) leave out: a stale or lagging list.
+        self.hidden: set[str] = set()
 
     def inject(self, action: str, plural: str, status: int | None, times: int = 1) -> None:
         """Answer the next `times` requests of this kind with `status` (None: never answer in time)."""
@@ -68,6 +72,7 @@ class Emulator(kmock.KubernetesEmulator):
                     if fault[2] is None:
                         await asyncio.sleep(30)  # longer than the client's request timeout
                     raise kmock.KubernetesError(status=fault[2], reason="Injected", message="injected fault")
+                self.calls[(request.action.value, request.resource.plural)] += 1
                 if request.action == enums.action.LIST:
                     self.list_calls.append((request.resource.plural, dict(request.params)))
                 if isinstance(request.data, dict):
@@ -84,7 +89,12 @@ class Emulator(kmock.KubernetesEmulator):
         listing = await super()._serve_list(request)
         selector = request.params.get("labelSelector", "")
         items = sorted(
-            (i for i in listing["items"] if _matches(i.get("metadata", {}).get("labels") or {}, selector)),
+            (
+                i
+                for i in listing["items"]
+                if _matches(i.get("metadata", {}).get("labels") or {}, selector)
+                and not (selector and i.get("metadata", {}).get("name") in self.hidden)
+            ),
             key=lambda i: i["metadata"]["name"],
         )
         start = int(request.params.get("continue") or 0)

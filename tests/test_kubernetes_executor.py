@@ -8,10 +8,12 @@ Job's container command here.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
 import pytest
+from django.db import connection
 from django_q.conf import Conf
 from rest_framework.test import APIClient
 
@@ -227,6 +229,78 @@ def test_a_job_deleted_outside_railyard_fails_its_run(cluster, alice, fraud_requ
     run.refresh_from_db()
     assert run.status == "failed"
     assert run.failure_reason == f"the Job railyard-run-{run.pk}-1 was deleted outside Railyard"
+
+
+def test_a_job_missing_from_a_listing_is_read_by_name_before_its_run_is_failed(cluster, alice, fraud_request, settings):
+    settings.RAILYARD = {**settings.RAILYARD, "K8S_MISSING_GRACE_SECONDS": 0}
+    cluster.pause_trainers = True
+    run = submitted(alice, fraud_request)
+    cluster.wait_running(run.job_handle["job"])
+    cluster.emulator.hidden.add(run.job_handle["job"])
+    reads = cluster.emulator.calls[("FETCH", "jobs")]
+
+    worker.reconcile()
+
+    run.refresh_from_db()
+    assert run.status == "running"
+    assert cluster.emulator.calls[("FETCH", "jobs")] > reads
+    cluster.pause_trainers = False
+    cluster.emulator.hidden.clear()
+    assert wait_for_terminal(run, worker.reconcile).status == "succeeded"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_dispatchers_at_once_launch_each_run_once_and_delete_no_job(cluster, alice, fraud_request):
+    runs = [services.submit(alice, fraud_request)[0] for _ in range(6)]
+    barrier = threading.Barrier(3)
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def dispatcher() -> None:
+        try:
+            barrier.wait()
+            while not done.is_set():
+                worker.dispatch()
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=dispatcher) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    try:
+        for run in runs:
+            wait_for_terminal(run, worker.reconcile, timeout=600)  # the reconcile loop dispatches too
+    finally:
+        done.set()
+        for thread in threads:
+            thread.join()
+
+    assert errors == []
+    assert [run.status for run in runs] == ["succeeded"] * len(runs), [run.failure_reason for run in runs]
+    assert cluster.emulator.calls[("CREATE", "jobs")] == len(runs)
+    assert cluster.emulator.calls[("DELETE", "jobs")] == 0
+    for run in runs:
+        assert [e.new_status for e in run.events.all()] == ["queued", "submitted", "running", "succeeded"]
+
+
+def test_a_lost_launch_race_keeps_the_winners_job(cluster, alice, fraud_request):
+    """Two dispatchers that both pass the lease (one stale) launch one run: the loser adopts and keeps the Job."""
+    run, _ = services.submit(alice, fraud_request)
+    stale = Run.objects.with_related().get(pk=run.pk)
+    cluster.pause_trainers = True
+    worker.dispatch()
+
+    assert worker.launch(stale) is False
+
+    run.refresh_from_db()
+    assert run.status in ("submitted", "running")
+    assert cluster.emulator.calls[("DELETE", "jobs")] == 0
+    assert run.job_handle["job"] in cluster.jobs
+    cluster.pause_trainers = False
+    assert wait_for_terminal(run, worker.reconcile).status == "succeeded"
 
 
 def test_a_bad_data_exit_fails_at_once_with_the_trainers_reason(cluster, alice, fraud_request):

@@ -104,6 +104,17 @@ class Run(models.Model):
         return None
 
 
+class Lease(models.Model):
+    """Work one worker does at a time (dispatching for an executor); see `training.leases`."""
+
+    name = models.CharField(max_length=200, unique=True)
+    holder = models.CharField(max_length=200, blank=True)
+    expires_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.holder or 'free'}"
+
+
 class IdempotencyKey(models.Model):
     """A client's `Idempotency-Key`: while it lives, the same request with it returns the same run."""
 

@@ -14,7 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from railyard_trainer.storage import ArtifactNotFound, StoreError, open_store, sha256_hex
-from training import states
+from training import leases, states
 from training.conf import railyard
 from training.executors import ExecutorError, ExecutorUnavailable, JobPhase, JobState, get_executor
 from training.models import Artifact, Run
@@ -27,10 +27,16 @@ ERROR_KINDS = {"bad_data": "bad data", "crash": "trainer crashed", "storage": "t
 
 
 def dispatch(executor_name: str | None = None) -> int:
-    """Launch queued runs, oldest first, as far as the executor's capacity allows; returns how many."""
+    """Launch queued runs, oldest first, as far as the executor's capacity allows; returns how many.
+
+    One dispatcher per executor at a time, by lease, whichever process it runs in (the reconcile
+    loop, a django-q task, another worker replica); the others leave the pass to it.
+    """
     executor = get_executor(executor_name or railyard.executor)
     launched = 0
-    with executor.exclusive():
+    with leases.held(f"dispatch:{executor.name}") as lease:
+        if lease is None:
+            return 0
         capacity = executor.capacity()
         queued = (
             Run.objects.filter(status=RunStatus.QUEUED, executor=executor.name)
@@ -41,6 +47,9 @@ def dispatch(executor_name: str | None = None) -> int:
             in_flight = Run.objects.filter(status__in=states.IN_FLIGHT, executor=executor.name).count()
             queued = queued[: max(capacity - in_flight, 0)]
         for run in list(queued):
+            if not lease.renew():
+                log.warning("dispatching for %s stopped: the lease passed to another worker", executor.name)
+                break
             try:
                 launched += launch(run)
             except ExecutorUnavailable as exc:
@@ -68,8 +77,12 @@ def launch(run: Run) -> bool:
         return states.mark_failed(run, f"could not start the trainer: {exc}")
     if states.mark_submitted(run, handle, executor.name):
         return True
-    # Cancelled while we launched: stop what we started.
-    executor.cancel(Run(pk=run.pk, job_handle=handle, attempt=run.attempt))
+    # Someone else moved the run meanwhile. Stop the job only when it is no longer wanted (the run
+    # was cancelled or requeued as a new attempt); a job whose run is still active is never deleted.
+    attempt = run.attempt
+    run.refresh_from_db(fields=["status", "attempt"])
+    if run.state.is_terminal or run.attempt != attempt:
+        executor.cancel(Run(pk=run.pk, job_handle=handle, attempt=attempt))
     return False
 
 

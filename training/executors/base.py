@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -87,11 +85,6 @@ class Executor(ABC):
     def capacity(self) -> int | None:
         """How many runs may be in flight at once; None for no limit."""
         return None
-
-    @contextlib.contextmanager
-    def exclusive(self) -> Iterator[None]:
-        """Held while counting capacity and launching, so two dispatchers cannot overfill it."""
-        yield
 
     @abstractmethod
     def launch(self, run: Run) -> dict:

@@ -235,20 +235,34 @@ class KubernetesExecutor(Executor):
 
     def observe(self, runs: list[Run]) -> dict[int, JobState]:
         jobs, pods = self.list_jobs(), self.list_pods()
-        return {
-            run.pk: self.state(
-                run,
-                jobs.get(manifests.job_name(run.pk, run.attempt)),
-                pods.get(manifests.job_name(run.pk, run.attempt), []),
-            )
-            for run in runs
-        }
+        observed = {}
+        for run in runs:
+            name = manifests.job_name(run.pk, run.attempt)
+            job = jobs.get(name)
+            if job is None and not self._in_grace(run):
+                # A listing can miss a Job that exists; only a direct read may say it is gone.
+                job = self.read_job(name)
+            observed[run.pk] = self.state(run, job, pods.get(name, []))
+        return observed
+
+    def read_job(self, name: str) -> Any:
+        """The Job of that name, or None when the cluster says it does not exist (404)."""
+        try:
+            return self._call("read Jobs", self.batch.read_namespaced_job, name, self.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise ExecutorUnavailable(_explain(exc, "read Jobs")) from exc
+
+    @staticmethod
+    def _in_grace(run: Run) -> bool:
+        launched = run.submitted_at or timezone.now()
+        return timezone.now() - launched < timedelta(seconds=railyard.k8s_missing_grace_seconds)
 
     def state(self, run: Run, job: Any, pods: list[Any]) -> JobState:
         """What a run's Job and pods say, in words a person can act on."""
         if job is None:
-            launched = run.submitted_at or timezone.now()
-            if timezone.now() - launched < timedelta(seconds=railyard.k8s_missing_grace_seconds):
+            if self._in_grace(run):
                 return JobState(JobPhase.PENDING, "waiting for the Job to appear")
             return JobState(
                 JobPhase.MISSING, f"the Job {manifests.job_name(run.pk, run.attempt)} was deleted outside Railyard"

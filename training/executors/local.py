@@ -20,7 +20,6 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -57,16 +56,6 @@ class LocalExecutor(Executor):
 
     def capacity(self) -> int:
         return railyard.local_concurrency
-
-    @contextlib.contextmanager
-    def exclusive(self) -> Iterator[None]:
-        railyard.work_dir.mkdir(parents=True, exist_ok=True)
-        with open(railyard.work_dir / ".dispatch.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def work_dir(self, run: Run) -> Path:
         return railyard.work_dir / str(run.pk) / f"attempt-{run.attempt}"
