@@ -140,6 +140,51 @@ def test_the_worker_process_runs_a_submitted_run_and_stops_on_sigterm(
     assert code == 0, (tmp_path / "worker.log").read_text()
 
 
+def live_members(group: int) -> list[str]:
+    """The processes of a process group that are still running (zombies left to init do not count)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        try:
+            state, _, pgrp = entry.joinpath("stat").read_text().rsplit(")", 1)[1].split()[:3]
+        except (OSError, ValueError):
+            continue
+        if int(pgrp) == group and state != "Z":
+            members.append(entry.name)
+    return members
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_worker_exits_when_its_whole_process_group_gets_sigterm(tmp_path):
+    """systemd and Kubernetes signal every process of the group, the task cluster's too."""
+    log = open(tmp_path / "worker.log", "w+")  # noqa: SIM115 - read after the process ends
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "run_worker"],
+        cwd=settings.BASE_DIR,
+        env=worker_env(tmp_path),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while "worker reconciling" not in (tmp_path / "worker.log").read_text():
+            assert time.monotonic() < deadline, (tmp_path / "worker.log").read_text()
+            time.sleep(0.2)
+        assert len(live_members(process.pid)) >= 4  # the worker, the sentinel, its task workers, …
+
+        os.killpg(process.pid, signal.SIGTERM)
+        code = process.wait(timeout=30)  # the grace systemd and Kubernetes give before SIGKILL
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert code == 0, (tmp_path / "worker.log").read_text()
+    assert "worker stopped" in (tmp_path / "worker.log").read_text()
+    deadline = time.monotonic() + 30
+    while live_members(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert live_members(process.pid) == []
+
+
 def test_run_local_serves_the_dashboard_and_stops_with_its_worker_on_ctrl_c(db, tmp_path):
     import socket
 

@@ -170,3 +170,72 @@ def test_a_run_over_its_time_limit_is_stopped_and_failed(alice, fraud_request, s
     assert run.status == "failed"
     assert run.failure_reason == "the run exceeded its time limit of 0 seconds"
     assert not alive(trainer)
+
+
+def test_a_trainer_and_its_children_die_when_the_supervisor_disappears(alice, fraud_request, settings, tmp_path):
+    spawner = (
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
+        f"open({str(tmp_path / 'grandchild')!r}, 'w').write(str(child.pid))\n"
+        "print('training', flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    settings.RAILYARD = {**settings.RAILYARD, "TRAINER_COMMAND": [sys.executable, "-c", spawner]}
+    run, trainer = running_run(alice, fraud_request)
+    wait_until(lambda: (tmp_path / "grandchild").exists())
+    grandchild = int((tmp_path / "grandchild").read_text())
+
+    os.kill(run.job_handle["pid"], signal.SIGKILL)  # the supervisor alone
+    wait_until(lambda: not alive(trainer))  # the trainer dies with it at once
+    worker.reconcile()
+
+    run.refresh_from_db()
+    assert run.status == "failed"
+    assert "disappeared without recording an exit code" in run.failure_reason
+    wait_until(lambda: not alive(grandchild))  # and what the trainer started is killed with the group
+
+
+def test_a_repeated_launch_never_starts_a_second_trainer_while_the_first_supervisor_lives(
+    alice, fraud_request, sleeping_trainer
+):
+    """A worker that died between starting the supervisor and recording it: the next launch adopts."""
+    import fcntl
+    import threading
+
+    run, _ = services.submit(alice, fraud_request)
+    directory = LocalExecutor().work_dir(run)
+    directory.mkdir(parents=True)
+    # Play a supervisor that has started (it holds the attempt's lock) but not yet written process.json.
+    lock = open(directory / "supervisor.lock", "a")  # noqa: SIM115 - held across the test
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    adopted: list[dict] = []
+    launcher = threading.Thread(target=lambda: adopted.append(LocalExecutor().launch(run)))
+    launcher.start()
+    time.sleep(1.0)
+    assert launcher.is_alive()  # waiting for the supervisor's record, not starting another
+    assert not (directory / "exit.json").exists()
+    assert not (directory / "spec.json").exists()
+
+    handle = {"pid": os.getpid(), "start_ticks": None, "work_dir": str(directory)}
+    (directory / "process.json").write_text(json.dumps(handle))
+    launcher.join(timeout=30)
+    lock.close()
+
+    assert adopted == [handle]
+
+
+def test_a_trainer_sees_none_of_the_workers_secrets(alice, fraud_request, settings, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "postgres://railyard:hunter2@db/railyard")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
+    dump = "import json, os; print(json.dumps(sorted(os.environ)), flush=True)"
+    settings.RAILYARD = {**settings.RAILYARD, "TRAINER_COMMAND": [sys.executable, "-c", dump]}
+    run, _ = services.submit(alice, fraud_request)
+    run = wait_for_terminal(run, worker.reconcile)
+
+    names = set(json.loads(LocalExecutor().logs(run)))
+
+    assert os.environ["SECRET_KEY"]  # the worker has one
+    assert "SECRET_KEY" not in names
+    assert "DATABASE_URL" not in names
+    assert {"AWS_ACCESS_KEY_ID", "OPENBLAS_NUM_THREADS", "RAILYARD_DATA_ROOTS", "PATH"} <= names

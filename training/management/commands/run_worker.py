@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 
 from django.core.management.base import BaseCommand
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 from django_q.cluster import Cluster
 
 from training import worker
@@ -16,6 +17,9 @@ from training.conf import railyard
 log = logging.getLogger("training.worker")
 #: Orphaned jobs are rare; looking for them every pass would double the list calls.
 SWEEP_EVERY_PASSES = 30
+#: How long the task cluster may take to stop; systemd's and Kubernetes' default grace is 30 s in all.
+STOP_GRACE_SECONDS = 20.0
+SENTINEL_SIGNAL_SECONDS = 1.0
 
 
 class Command(BaseCommand):
@@ -52,4 +56,31 @@ class Command(BaseCommand):
             passes += 1
             stopping.wait(railyard.reconcile_interval)
         if cluster:
-            cluster.stop()
+            stop_cluster(cluster)
+        connections.close_all()
+        log.info("worker stopped")
+
+
+def stop_cluster(cluster: Cluster, grace: float = STOP_GRACE_SECONDS) -> None:
+    """Stop the task cluster within `grace` seconds, however the stop signal was sent.
+
+    When systemd or Kubernetes signal the whole process group, the cluster's sentinel dies of the
+    signal at once, possibly holding the lock of the stop event: django-q's `Cluster.stop()` would
+    then wait forever. A dead sentinel needs no stop; a live one gets `grace` seconds, then is killed.
+    """
+    # A signal sent to the group reaches the sentinel too, a moment after this process; is_alive()
+    # also reaps it, so that it lingers as no zombie.
+    deadline = time.monotonic() + SENTINEL_SIGNAL_SECONDS
+    while cluster.sentinel.is_alive():
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    else:
+        return
+    stopper = threading.Thread(target=cluster.stop, daemon=True)
+    stopper.start()
+    stopper.join(grace)
+    if stopper.is_alive():
+        log.warning("the task cluster did not stop within %ss; killing it", grace)
+        cluster.sentinel.kill()
+        cluster.sentinel.join(5)
