@@ -306,3 +306,40 @@ def test_it_refuses_a_nul_character_in_the_idempotency_key(api, fraud_request):
     response = post(api, json.dumps(fraud_request), HTTP_IDEMPOTENCY_KEY="a\x00b")
     assert response.status_code == 400
     assert response.json()["errors"]["Idempotency-Key"] == ["Must not contain control characters."]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/v1/runs?page_size=%C2%B3",
+        "/api/v1/runs?page_size=0",
+        "/api/v1/runs?page_size=abc",
+        "/api/v1/runs?status=finished",
+        "/api/v1/runs/1/logs?tail=%C2%B3",
+        "/api/v1/runs/1/logs?tail=-3",
+    ],
+)
+def test_it_answers_400_to_query_parameters_it_cannot_use(api, alice, fraud_request, url):
+    from training import services
+
+    services.submit(alice, fraud_request)  # run 1 may not be this one; the parameter is refused first
+    response = api.get(url.replace("/runs/1/", f"/runs/{Run.objects.get().pk}/"))
+
+    assert response.status_code == 400
+    assert response.json()["errors"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/?before_id=%C2%B3",
+        "/?before_id=99999999999999999999999",
+        "/runs/statuses?ids=%C2%B3,99999999999999999999999",
+        "/runs/new?clone=%C2%B3",
+        "/api/v1/runs/99999999999999999999999",
+    ],
+)
+def test_odd_numbers_in_urls_are_not_server_errors(api, client, alice, url):
+    client.force_login(alice)
+    response = (api if url.startswith("/api/") else client).get(url)
+    assert response.status_code in (200, 404)

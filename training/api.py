@@ -97,11 +97,7 @@ class RunPagination(PageNumberPagination):
         raw = request.query_params.get(self.page_size_query_param)
         if raw is None:
             return self.page_size
-        if not raw.isdigit() or not 1 <= int(raw) <= self.max_page_size:
-            raise contract.InvalidRequest(
-                {self.page_size_query_param: [f"Must be a whole number from 1 to {self.max_page_size}."]}
-            )
-        return int(raw)
+        return whole_number(raw, self.page_size_query_param, self.max_page_size)
 
     def get_schema_operation_parameters(self, view: APIView) -> list[dict]:
         parameters = super().get_schema_operation_parameters(view)
@@ -110,6 +106,14 @@ class RunPagination(PageNumberPagination):
             if parameter["name"] == self.page_size_query_param:
                 parameter["schema"]["maximum"] = self.max_page_size
         return parameters
+
+
+def whole_number(raw: str, name: str, maximum: int) -> int:
+    """A query parameter that must be a whole number from 1 to `maximum`; a 400 naming it otherwise."""
+    # ASCII digits only: str.isdigit() also accepts '³', which int() refuses.
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= maximum:
+        raise contract.InvalidRequest({name: [f"Must be a whole number from 1 to {maximum}."]})
+    return int(raw)
 
 
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
@@ -240,7 +244,7 @@ class RunLogs(RunAction):
         parameters=[
             OpenApiParameter(
                 "tail",
-                {"type": "integer", "minimum": 1},
+                {"type": "integer", "minimum": 1, "maximum": MAX_LOG_LINES},
                 description=f"How many of the last lines (default 200, at most {MAX_LOG_LINES}).",
             )
         ],
@@ -255,10 +259,7 @@ class RunLogs(RunAction):
     )
     def get(self, request: Request, pk: int) -> Response:
         run = self.run(request, pk)
-        raw = request.query_params.get("tail", "200")
-        if not raw.isdigit() or int(raw) < 1:
-            raise contract.InvalidRequest({"tail": ["Must be a whole number of lines, at least 1."]})
-        tail = min(int(raw), MAX_LOG_LINES)
+        tail = whole_number(request.query_params.get("tail", "200"), "tail", MAX_LOG_LINES)
         return Response({"run": run.pk, "status": run.status, "log": run_log(run, tail)})
 
 

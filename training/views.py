@@ -40,6 +40,13 @@ def status_counts() -> dict[str, int]:
     return {status: counts.get(status, 0) for status in RunStatus.values}
 
 
+def _id(value: str) -> int | None:
+    """A record id from a query parameter; None for anything else ('³' and 10**30 included)."""
+    if value.isascii() and value.isdigit() and len(value) < 19:
+        return int(value)
+    return None
+
+
 def _date(value: str) -> date | None:
     try:
         return date.fromisoformat(value)
@@ -65,9 +72,9 @@ def run_list(request: HttpRequest) -> HttpResponse:
     if before := _date(request.GET.get("created_before", "")):
         runs = runs.filter(created_at__date__lte=before)
         filters["created_before"] = before.isoformat()
-    cursor = request.GET.get("before_id", "")
-    if cursor.isdigit():
-        runs = runs.filter(id__lt=int(cursor))
+    cursor = _id(request.GET.get("before_id", ""))
+    if cursor is not None:
+        runs = runs.filter(id__lt=cursor)
     page = list(runs[: PAGE_SIZE + 1])
     return render(
         request,
@@ -75,7 +82,7 @@ def run_list(request: HttpRequest) -> HttpResponse:
         {
             "runs": page[:PAGE_SIZE],
             "next_cursor": page[PAGE_SIZE - 1].pk if len(page) > PAGE_SIZE else None,
-            "paged": cursor.isdigit(),
+            "paged": cursor is not None,
             "filters": filters,
             "counts": status_counts(),
             "statuses": RunStatus.choices,
@@ -156,13 +163,13 @@ def run_live(request: HttpRequest, pk: int) -> JsonResponse:
 @login_required
 def run_statuses(request: HttpRequest) -> JsonResponse:
     """The statuses of the runs a list shows, so that its active rows can update themselves."""
-    ids = [int(i) for i in request.GET.get("ids", "").split(",") if i.isdigit()][:100]
+    ids = [pk for pk in map(_id, request.GET.get("ids", "").split(",")) if pk is not None][:100]
     return JsonResponse({str(pk): status for pk, status in Run.objects.filter(pk__in=ids).values_list("pk", "status")})
 
 
 @login_required
 def compare_runs(request: HttpRequest) -> HttpResponse:
-    ids = [int(i) for i in request.GET.getlist("runs") if i.isdigit()]
+    ids = [pk for pk in map(_id, request.GET.getlist("runs")) if pk is not None]
     if not 2 <= len(set(ids)) <= 6:
         messages.error(request, "Pick between 2 and 6 runs to compare.")
         return redirect("runs")
@@ -186,8 +193,8 @@ def compare_runs(request: HttpRequest) -> HttpResponse:
 @login_required
 def launch(request: HttpRequest) -> HttpResponse:
     initial = {}
-    if (clone := request.GET.get("clone", "")).isdigit():
-        initial = initial_from_request(get_object_or_404(Run, pk=int(clone)).request)
+    if (clone := _id(request.GET.get("clone", ""))) is not None:
+        initial = initial_from_request(get_object_or_404(Run, pk=clone).request)
     form = LaunchForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         run, _ = services.submit(request.user, form.request_payload)
