@@ -412,29 +412,82 @@ def test_anonymous_clients_still_get_401_with_the_kubernetes_executor(cluster):
     assert APIClient().get("/api/v1/compute-resources").status_code == 401
 
 
-def test_a_log_the_cluster_will_not_give_is_explained_not_an_error(cluster, alice, api, fraud_request):
+def test_a_live_log_the_cluster_will_not_give_falls_back_to_the_trainers_copy(cluster, alice, api, fraud_request):
     cluster.pause_trainers = True
     run = submitted(alice, fraud_request)
+    cluster.wait_running(run.job_handle["job"])
     cluster.emulator.inject("list", "pods", 403)
 
     body = api.get(f"/api/v1/runs/{run.pk}/logs").json()
 
+    assert "stage=load started" in body["log"]  # what the trainer copied to the store as it went
+
+
+def test_a_log_that_cannot_be_had_at_all_is_explained_not_an_error(cluster, alice, api, fraud_request):
+    cluster.pause_trainers = True
+    run = submitted(alice, fraud_request)
+    cluster.wait_running(run.job_handle["job"])
+    store_log = Path(run.artifact_uri.removeprefix("file://")) / "log.txt"
+    store_log.unlink(missing_ok=True)
+    cluster.emulator.inject("list", "pods", 403)
+
+    body = api.get(f"/api/v1/runs/{run.pk}/logs").json()
+
+    assert not store_log.exists()  # the trainer is stopped (SIGSTOP): it wrote no newer copy
     assert body["log"] == (
         "(the live log cannot be read right now: Railyard's service account may not list pods in namespace "
         "'railyard-test' (403 Forbidden); check its Role in deploy/base/rbac.yaml)"
     )
 
 
-def test_a_run_finishes_even_when_its_log_cannot_be_read(cluster, alice, fraud_request):
+def finished_trainer(cluster, alice, fraud_request) -> Run:
     run = submitted(alice, fraud_request)
     cluster.wait_running(run.job_handle["job"]).process.wait()
+    return run
+
+
+def kept_log(run: Run) -> str:
+    return Path(run.artifacts.get(name="log.txt").uri.removeprefix("file://")).read_text()
+
+
+def test_a_run_whose_pod_log_is_refused_keeps_the_trainers_copy(cluster, alice, fraud_request):
+    run = finished_trainer(cluster, alice, fraud_request)
     cluster.emulator.inject("fetch", "pods", 403)  # reading the pod's log is refused
 
     run = wait_for_terminal(run, worker.reconcile)
 
     assert run.status == "succeeded", run.failure_reason
-    assert not run.artifacts.filter(name="log.txt").exists()
+    assert "stage=serialize done" in kept_log(run)
     assert run.artifacts.filter(name="model.joblib").exists()
+
+
+def test_a_run_keeps_its_log_when_every_pod_log_read_fails(cluster, alice, fraud_request):
+    run = finished_trainer(cluster, alice, fraud_request)
+    cluster.emulator.inject("fetch", "pods", 500, times=10_000)
+
+    run = wait_for_terminal(run, worker.reconcile)
+    cluster.emulator.faults.clear()
+
+    assert run.status == "succeeded", run.failure_reason
+    log = kept_log(run)
+    assert "stage=serialize done" in log
+    assert f"run {run.pk} finished" in log
+
+
+def test_finishing_waits_for_a_log_that_is_nowhere_yet(cluster, alice, fraud_request):
+    run = finished_trainer(cluster, alice, fraud_request)
+    (Path(run.artifact_uri.removeprefix("file://")) / "log.txt").unlink()
+    cluster.emulator.inject("fetch", "pods", 500, times=10_000)
+
+    for _ in range(3):
+        worker.reconcile()
+    run.refresh_from_db()
+    assert run.status == "running"  # finished by its trainer, but its log cannot be had yet
+
+    cluster.emulator.faults.clear()
+    run = wait_for_terminal(run, worker.reconcile)
+    assert run.status == "succeeded", run.failure_reason
+    assert "stage=serialize done" in kept_log(run)
 
 
 def test_trainers_get_the_s3_settings_but_credentials_only_by_reference(

@@ -264,16 +264,18 @@ class RunLogs(RunAction):
 
 
 def run_log(run: Run, tail: int) -> str:
-    """The live log while the trainer runs, the stored one after."""
+    """The live log while the trainer runs; the stored one after, or when the live one cannot be read."""
+    problem = None
+    if run.state.is_active and run.job_handle:
+        try:
+            if live := get_executor(run.executor).logs(run, tail):
+                return live
+        except ExecutorError as exc:
+            problem = exc
     stored = artifacts.read_text(run, "log.txt")
     if stored is not None:
         return "".join(stored.splitlines(keepends=True)[-tail:])
-    if not run.job_handle:
-        return ""
-    try:
-        return get_executor(run.executor).logs(run, tail)
-    except ExecutorError as exc:
-        return f"(the live log cannot be read right now: {exc})"
+    return f"(the live log cannot be read right now: {problem})" if problem else ""
 
 
 class RunArtifact(RunAction):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.utils import timezone
@@ -105,6 +105,9 @@ def reconcile(executor_name: str | None = None) -> dict[str, int]:
         except StoreError as exc:
             log.warning("run %s: the artifact store failed, trying again next pass: %s", run.pk, exc)
             continue
+        except LogNotReady as exc:
+            log.warning("run %s: finishing it waits for its log: %s", run.pk, exc)
+            continue
         if changed:
             key = "running" if state.phase in (JobPhase.PENDING, JobPhase.RUNNING) else "finished"
             counts[key] += 1
@@ -174,18 +177,47 @@ def finish_succeeded(run: Run) -> bool:
 
 
 def _keep_log(run: Run) -> dict | None:
-    """Copy the trainer's full log into the run's artifacts as log.txt (a log that cannot be read
-    does not keep the run from finishing)."""
+    """Keep the trainer's full log among the run's artifacts as log.txt.
+
+    - The executor's log (a pod's, or the local process's) is the whole story; when it cannot be
+      read, the copy the trainer kept in the store as it went stands in.
+    - With neither, `LogNotReady` while the executor is merely unavailable (the run finishes on a
+      later pass), for at most LOG_WAIT; a log that cannot be had at all does not keep a run from ending.
+    """
+    store = open_store(run.artifact_uri)
     try:
         text = get_executor(run.executor).logs(run)
     except ExecutorError as exc:
-        log.warning("the log of run %s could not be kept: %s", run.pk, exc)
-        return None
-    if not text:
-        return None
-    stored = open_store(run.artifact_uri).put("log.txt", text.encode(), "text/plain; charset=utf-8").to_dict()
-    _save_artifact(run, stored)
-    return stored
+        try:
+            stored = store.get("log.txt")
+        except ArtifactNotFound:
+            if isinstance(exc, ExecutorUnavailable) and _still_waiting(run):
+                raise LogNotReady(str(exc)) from exc
+            log.warning("the log of run %s could not be kept: %s", run.pk, exc)
+            return None
+        log.warning("run %s: keeping the trainer's own copy of its log, the executor's failed: %s", run.pk, exc)
+        entry = _entry(run, "log.txt", stored, "text/plain; charset=utf-8")
+    else:
+        if not text:
+            return None
+        entry = store.put("log.txt", text.encode(), "text/plain; charset=utf-8").to_dict()
+    _LOG_WAITS.pop((run.pk, run.attempt), None)
+    _save_artifact(run, entry)
+    return entry
+
+
+class LogNotReady(Exception):
+    """The run's log cannot be read yet; finish the run on a later pass."""
+
+
+#: How long a finished run waits for a log that the executor cannot serve right now.
+LOG_WAIT = timedelta(minutes=10)
+_LOG_WAITS: dict[tuple[int, int], datetime] = {}
+
+
+def _still_waiting(run: Run) -> bool:
+    first = _LOG_WAITS.setdefault((run.pk, run.attempt), timezone.now())
+    return timezone.now() - first < LOG_WAIT
 
 
 def _entry(run: Run, name: str, data: bytes, content_type: str) -> dict:
@@ -222,4 +254,7 @@ def stop(run_id: int) -> None:
     run = Run.objects.get(pk=run_id)
     executor = get_executor(run.executor)
     executor.cancel(run)
-    _keep_log(run)
+    try:
+        _keep_log(run)
+    except LogNotReady as exc:
+        log.warning("the log of cancelled run %s could not be kept: %s", run.pk, exc)

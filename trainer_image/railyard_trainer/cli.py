@@ -13,14 +13,19 @@ import traceback
 from pathlib import Path
 
 from railyard_trainer.errors import EXIT_BAD_DATA, EXIT_CRASH, EXIT_OK, BadDataError
-from railyard_trainer.stages import log
-from railyard_trainer.storage import StoreError, open_store
+from railyard_trainer.stages import StoredLog, log
+from railyard_trainer.storage import ArtifactStore, StoreError, open_store
 
 
 def _train(args: argparse.Namespace) -> int:
+    store = open_store(args.out)
+    with StoredLog(store).capturing():
+        return _train_into(args, store)
+
+
+def _train_into(args: argparse.Namespace, store: ArtifactStore) -> int:
     from railyard_trainer.train import run
 
-    store = open_store(args.out)
     try:
         raw = json.loads(Path(args.spec).read_text())
         run(raw, store)

@@ -1,4 +1,4 @@
-"""The trainer's log: one line per stage with its duration, flushed as it happens."""
+"""The trainer's log: one line per stage with its duration, flushed as it happens, and kept in the store."""
 
 from __future__ import annotations
 
@@ -7,6 +7,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from railyard_trainer.storage import ArtifactStore
 
 STAGES = ("load", "filter", "split", "train", "evaluate", "serialize")
 
@@ -25,3 +29,57 @@ def stage(name: str, details: dict | None = None) -> Iterator[dict]:
     yield details
     extra = "".join(f" {key}={value}" for key, value in details.items())
     log(f"stage={name} done duration={time.perf_counter() - started:.3f}s{extra}")
+
+
+class StoredLog:
+    """Everything the trainer prints, copied whole to the artifact store as `log.txt` as it goes.
+
+    The copy is written at every stage line, at most every `interval` seconds otherwise, and once
+    more at the end, so that the log outlives the process even when its executor's own log (a
+    pod's) cannot be read. A store that fails does not stop training.
+    """
+
+    NAME = "log.txt"
+
+    def __init__(self, store: ArtifactStore, interval: float = 5.0):
+        self.store, self.interval = store, interval
+        self.parts: list[str] = []
+        self.saved_at = 0.0
+
+    @contextmanager
+    def capturing(self) -> Iterator[StoredLog]:
+        out, err = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = _Tee(out, self), _Tee(err, self)
+        try:
+            yield self
+        finally:
+            sys.stdout, sys.stderr = out, err
+            self.save()
+
+    def add(self, text: str) -> None:
+        self.parts.append(text)
+        if "stage=" in text or time.monotonic() - self.saved_at > self.interval:
+            self.save()
+
+    def save(self) -> None:
+        self.saved_at = time.monotonic()
+        try:
+            self.store.put(self.NAME, "".join(self.parts).encode(), "text/plain; charset=utf-8")
+        except Exception as exc:  # noqa: BLE001 - the log copy must never fail a run; say so in the log itself
+            sys.__stderr__.write(f"could not copy the log to the artifact store: {exc}\n")
+
+
+class _Tee:
+    def __init__(self, stream: TextIO, log: StoredLog):
+        self.stream, self.log = stream, log
+
+    def write(self, text: str) -> int:
+        self.stream.write(text)
+        self.log.add(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.stream, name)
