@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -59,3 +62,29 @@ def test_it_parses_database_urls(tmp_path):
     assert (tmp_path / "x").is_dir()
     with pytest.raises(ImproperlyConfigured, match="scheme 'mysql' is not supported"):
         database_from_url("mysql://x/y")
+
+
+def start_django(env: dict[str, str]) -> subprocess.CompletedProcess:
+    code = "import django; django.setup(); from django.conf import settings; print(len(settings.SECRET_KEY))"
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env={"PATH": os.environ["PATH"], "DJANGO_SETTINGS_MODULE": "railyard_site.settings", **env},
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_it_refuses_to_start_without_a_secret_key_saying_how_to_set_one(tmp_path):
+    refused = start_django({"RAILYARD_VAR_DIR": str(tmp_path)})
+
+    assert refused.returncode != 0
+    assert "SECRET_KEY is not set. Set SECRET_KEY (or SECRET_KEY_FILE" in refused.stderr
+    assert "secrets.token_urlsafe(50)" in refused.stderr
+
+
+def test_it_starts_with_a_secret_key_or_in_debug(tmp_path):
+    (tmp_path / "key").write_text("k" * 50)
+    assert start_django({"RAILYARD_VAR_DIR": str(tmp_path), "SECRET_KEY_FILE": str(tmp_path / "key")}).stdout == "50\n"
+    assert start_django({"RAILYARD_VAR_DIR": str(tmp_path), "DEBUG": "true"}).returncode == 0

@@ -317,4 +317,23 @@ def test_it_serves_the_openapi_schema_and_docs(api):
     } <= set(paths)
     docs = api.get("/api/docs/")
     assert docs.status_code == 200
-    assert b"swagger" in docs.content.lower()
+    # Swagger UI from the installed sidecar package on this origin, never a CDN's scripts.
+    html = docs.content.decode()
+    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in html
+    assert "cdn" not in html.lower()
+    assert "swagger" in html.lower()
+    assert api.get("/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js").status_code == 200
+
+
+def test_the_schema_describes_the_request_and_the_error_answers(api):
+    schema = json.loads(api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").content)
+
+    post = schema["paths"]["/api/v1/runs"]["post"]
+    body = post["requestBody"]["content"]["application/json"]["schema"]
+    assert body["required"] == ["project", "data", "train"]
+    predicate = body["properties"]["data"]["properties"]["filters"]["items"]["properties"]["predicate"]
+    assert predicate["enum"] == ["Eq", "NotEq", "Gt", "GtEq", "Lt", "LtEq", "IsIn", "NotIn", "IsNull", "NotNull"]
+    assert {"200", "201", "400", "401", "409", "422"} <= set(post["responses"])
+    resources = schema["paths"]["/api/v1/compute-resources"]["get"]["responses"]["200"]
+    assert resources["content"]["application/json"]["schema"]["type"] == "array"
+    assert isinstance(api.get("/api/v1/compute-resources").json(), list)
