@@ -23,7 +23,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VAR = Path(tempfile.mkdtemp(prefix="railyard-bench-"))
-os.environ.update(RAILYARD_VAR_DIR=str(VAR), DJANGO_SETTINGS_MODULE="railyard_site.settings", LOG_LEVEL="WARNING")
+# Datasets go under the data directory, the default (and only) data root; trainers are told so too.
+os.environ.update(
+    RAILYARD_VAR_DIR=str(VAR),
+    RAILYARD_DATA_ROOTS=str(VAR / "data"),
+    DJANGO_SETTINGS_MODULE="railyard_site.settings",
+    LOG_LEVEL="WARNING",
+)
 (VAR / "static").mkdir()
 os.environ.pop("DATABASE_URL", None)
 sys.path.insert(0, str(ROOT))
@@ -42,7 +48,7 @@ from training.models import Run, RunEvent  # noqa: E402
 
 
 def bench_trainer(rows: int) -> dict:
-    paths = demo.write_dataset(VAR / "bench-data", n_rows=rows)
+    paths = demo.write_dataset(VAR / "data" / "bench-data", n_rows=rows)
     spec = {**demo.demo_request(paths["charges"], paths["merchants"]), "run_id": "bench"}
     spec_file = VAR / "spec.json"
     spec_file.write_text(json.dumps(spec))
@@ -64,7 +70,7 @@ def bench_trainer(rows: int) -> dict:
 
 
 def bench_launch_latency(user: User, runs: int) -> dict:
-    paths = demo.write_dataset(VAR / "latency-data", n_rows=5000)
+    paths = demo.write_dataset(VAR / "data" / "latency-data", n_rows=5000)
     request = demo.demo_request(paths["charges"], paths["merchants"])
     request["train"]["custom_params"] = {"max_iter": 10}
     worker = subprocess.Popen(
@@ -90,7 +96,7 @@ def bench_launch_latency(user: User, runs: int) -> dict:
 def bench_api(user: User, submissions: int, table_rows: int) -> dict:
     client = APIClient(HTTP_HOST="127.0.0.1")
     client.force_authenticate(user)
-    paths = demo.write_dataset(VAR / "api-data", n_rows=1000)
+    paths = demo.write_dataset(VAR / "data" / "api-data", n_rows=1000)
     body = json.dumps(demo.demo_request(paths["charges"], paths["merchants"]))
     started = time.perf_counter()
     for _ in range(submissions):

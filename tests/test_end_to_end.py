@@ -115,17 +115,23 @@ def worker_env(tmp_path: Path) -> dict[str, str]:
     }
 
 
-def test_the_worker_process_runs_a_submitted_run_and_stops_on_sigterm(
-    live_server, alice, workflows, fraud_request, tmp_path
-):
-    log = open(tmp_path / "worker.log", "w+")  # noqa: SIM115 - read after the process ends
-    process = subprocess.Popen(
+def start_worker(tmp_path: Path, **options: object) -> subprocess.Popen:
+    """`manage.py run_worker` as its own process, logging to tmp_path/worker.log."""
+    log = open(tmp_path / "worker.log", "w+")  # noqa: SIM115 - the process writes it until it ends
+    return subprocess.Popen(
         [sys.executable, "manage.py", "run_worker"],
         cwd=settings.BASE_DIR,
         env=worker_env(tmp_path),
         stdout=log,
         stderr=subprocess.STDOUT,
+        **options,
     )
+
+
+def test_the_worker_process_runs_a_submitted_run_and_stops_on_sigterm(
+    live_server, alice, workflows, fraud_request, tmp_path
+):
+    process = start_worker(tmp_path)
     try:
         run = Run.objects.get(pk=submit_over_http(live_server, ApiToken.issue(alice)[1], fraud_request))
         deadline = time.monotonic() + 90
@@ -156,15 +162,7 @@ def live_members(group: int) -> list[str]:
 @pytest.mark.django_db(transaction=True)
 def test_the_worker_exits_when_its_whole_process_group_gets_sigterm(tmp_path):
     """systemd and Kubernetes signal every process of the group, the task cluster's too."""
-    log = open(tmp_path / "worker.log", "w+")  # noqa: SIM115 - read after the process ends
-    process = subprocess.Popen(
-        [sys.executable, "manage.py", "run_worker"],
-        cwd=settings.BASE_DIR,
-        env=worker_env(tmp_path),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    process = start_worker(tmp_path, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
         while "worker reconciling" not in (tmp_path / "worker.log").read_text():
