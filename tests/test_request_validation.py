@@ -315,6 +315,7 @@ def test_it_refuses_a_nul_character_in_the_idempotency_key(api, fraud_request):
         "/api/v1/runs?page_size=0",
         "/api/v1/runs?page_size=abc",
         "/api/v1/runs?status=finished",
+        "/api/v1/runs?status=",
         "/api/v1/runs/1/logs?tail=%C2%B3",
         "/api/v1/runs/1/logs?tail=-3",
     ],

@@ -142,7 +142,7 @@ class RunList(generics.ListAPIView):
     def get_queryset(self):
         runs = visible_runs(self.request)
         params = self.request.query_params
-        if params.get("status") and params["status"] not in RunStatus.values:
+        if "status" in params and params["status"] not in RunStatus.values:
             known = ", ".join(RunStatus.values)
             raise contract.InvalidRequest({"status": [f"Unknown status {params['status']!r}; choose one of {known}."]})
         filters = {"status": "status", "project": "project__name", "workflow_name": "workflow__name", "user": "user"}
