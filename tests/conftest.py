@@ -101,8 +101,8 @@ def fraud_request(dataset) -> dict:
     return copy.deepcopy(request)
 
 
-def wait_for_terminal(run: Run, reconcile, timeout: float = 60.0) -> Run:
-    """Drive the worker's reconcile pass until the run ends."""
+def wait_for_terminal(run: Run, reconcile, timeout: float = 300.0) -> Run:
+    """Drive the worker's reconcile pass until the run ends (a generous limit: CI shares its cores)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         reconcile()

@@ -147,6 +147,14 @@ class Cluster:
         self._loop = asyncio.new_event_loop()
         self.url = ""
 
+    def resume_trainers(self) -> None:
+        """Let paused trainers go on (SIGCONT), and pause no more."""
+        self.pause_trainers = False
+        for run in list(self.jobs.values()):
+            if run.paused and run.process is not None and run.process.poll() is None:
+                os.killpg(run.process.pid, signal.SIGCONT)
+                run.paused = False
+
     # -- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> Cluster:

@@ -130,17 +130,18 @@ def test_the_web_image_command_serves_the_app(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     command = [*command[:2], "--bind", f"127.0.0.1:{port}", "--workers", "1"]
-    env = {"PATH": str(Path(sys.executable).parent), "RAILYARD_VAR_DIR": str(tmp_path)}
-    process = subprocess.Popen(
-        command, cwd=django_settings.BASE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    # A deployment's Secret provides SECRET_KEY (deploy/base/secret.example.yaml).
+    env = {"PATH": str(Path(sys.executable).parent), "RAILYARD_VAR_DIR": str(tmp_path), "SECRET_KEY": "k" * 50}
+    log = open(tmp_path / "gunicorn.log", "w+")  # noqa: SIM115 - read if it fails to start
+    process = subprocess.Popen(command, cwd=django_settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120
         while True:
             try:
                 response = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
                 break
             except requests.ConnectionError:
+                assert process.poll() is None, (tmp_path / "gunicorn.log").read_text()
                 assert time.monotonic() < deadline, "gunicorn did not start"
                 time.sleep(0.2)
         assert response.text == "ok"

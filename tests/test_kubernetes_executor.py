@@ -244,7 +244,7 @@ def test_a_job_missing_from_a_listing_is_read_by_name_before_its_run_is_failed(c
     run.refresh_from_db()
     assert run.status == "running"
     assert cluster.emulator.calls[("FETCH", "jobs")] > reads
-    cluster.pause_trainers = False
+    cluster.resume_trainers()
     cluster.emulator.hidden.clear()
     assert wait_for_terminal(run, worker.reconcile).status == "succeeded"
 
@@ -299,7 +299,7 @@ def test_a_lost_launch_race_keeps_the_winners_job(cluster, alice, fraud_request)
     assert run.status in ("submitted", "running")
     assert cluster.emulator.calls[("DELETE", "jobs")] == 0
     assert run.job_handle["job"] in cluster.jobs
-    cluster.pause_trainers = False
+    cluster.resume_trainers()
     assert wait_for_terminal(run, worker.reconcile).status == "succeeded"
 
 
