@@ -185,22 +185,25 @@ def _keep_log(run: Run) -> dict | None:
       later pass), for at most LOG_WAIT; a log that cannot be had at all does not keep a run from ending.
     """
     store = open_store(run.artifact_uri)
+    problem: ExecutorError | None = None
     try:
         text = get_executor(run.executor).logs(run)
     except ExecutorError as exc:
-        try:
-            stored = store.get("log.txt")
-        except ArtifactNotFound:
-            if isinstance(exc, ExecutorUnavailable) and _still_waiting(run):
-                raise LogNotReady(str(exc)) from exc
-            log.warning("the log of run %s could not be kept: %s", run.pk, exc)
-            return None
-        log.warning("run %s: keeping the trainer's own copy of its log, the executor's failed: %s", run.pk, exc)
-        entry = _entry(run, "log.txt", stored, "text/plain; charset=utf-8")
-    else:
-        if not text:
-            return None
+        text, problem = "", exc
+    if text:
         entry = store.put("log.txt", text.encode(), "text/plain; charset=utf-8").to_dict()
+    else:
+        try:
+            entry = _entry(run, "log.txt", store.get("log.txt"), "text/plain; charset=utf-8")
+        except ArtifactNotFound:
+            if isinstance(problem, ExecutorUnavailable) and _still_waiting(run):
+                raise LogNotReady(str(problem)) from problem
+            _LOG_WAITS.pop((run.pk, run.attempt), None)
+            if problem:
+                log.warning("the log of run %s could not be kept: %s", run.pk, problem)
+            return None
+        if problem:
+            log.warning("run %s: kept the trainer's own copy of its log; the executor's failed: %s", run.pk, problem)
     _LOG_WAITS.pop((run.pk, run.attempt), None)
     _save_artifact(run, entry)
     return entry
