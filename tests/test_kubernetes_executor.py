@@ -474,6 +474,23 @@ def test_a_run_keeps_its_log_when_every_pod_log_read_fails(cluster, alice, fraud
     assert f"run {run.pk} finished" in log
 
 
+def test_a_run_whose_pod_is_gone_keeps_the_trainers_copy_of_its_log(cluster, alice, fraud_request):
+    run = finished_trainer(cluster, alice, fraud_request)
+    deadline = time.monotonic() + 300
+    while not any(
+        c["type"] == "Complete" for c in cluster.job(run.job_handle["job"]).get("status", {}).get("conditions", [])
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    for pod in cluster.objects("pods"):  # the Job's TTL, or a node's loss, removed its pod
+        cluster.core.delete_namespaced_pod(pod, NAMESPACE)
+
+    run = wait_for_terminal(run, worker.reconcile)
+
+    assert run.status == "succeeded", run.failure_reason
+    assert "stage=serialize done" in kept_log(run)
+
+
 def test_finishing_waits_for_a_log_that_is_nowhere_yet(cluster, alice, fraud_request):
     run = finished_trainer(cluster, alice, fraud_request)
     (Path(run.artifact_uri.removeprefix("file://")) / "log.txt").unlink()
@@ -482,7 +499,7 @@ def test_finishing_waits_for_a_log_that_is_nowhere_yet(cluster, alice, fraud_req
     for _ in range(3):
         worker.reconcile()
     run.refresh_from_db()
-    assert run.status == "running"  # finished by its trainer, but its log cannot be had yet
+    assert not run.state.is_terminal  # finished by its trainer, but its log cannot be had yet
 
     cluster.emulator.faults.clear()
     run = wait_for_terminal(run, worker.reconcile)
