@@ -207,7 +207,7 @@ class Cluster:
         run.oom = True
         os.killpg(run.process.pid, signal.SIGKILL)
 
-    def wait_running(self, job_name: str, timeout: float = 30) -> JobRun:
+    def wait_running(self, job_name: str, timeout: float = 120) -> JobRun:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             run = self.jobs.get(job_name)

@@ -415,7 +415,7 @@ def test_anonymous_clients_still_get_401_with_the_kubernetes_executor(cluster):
 def test_a_live_log_the_cluster_will_not_give_falls_back_to_the_trainers_copy(cluster, alice, api, fraud_request):
     cluster.pause_trainers = True
     run = submitted(alice, fraud_request)
-    cluster.wait_running(run.job_handle["job"])
+    cluster.wait_running(run.job_handle["job"])  # paused (SIGSTOP) once its live log has a line
     cluster.emulator.inject("list", "pods", 403)
 
     body = api.get(f"/api/v1/runs/{run.pk}/logs").json()

@@ -74,8 +74,9 @@ class _Tee:
         self.stream, self.log = stream, log
 
     def write(self, text: str) -> int:
-        self.stream.write(text)
+        # The store's copy first: whoever has seen a line in the live log finds it in the copy too.
         self.log.add(text)
+        self.stream.write(text)
         return len(text)
 
     def flush(self) -> None:
