@@ -125,6 +125,17 @@ def test_an_idempotency_key_expires_after_its_lifetime(api, fraud_request, setti
     assert IdempotencyKey.objects.get().run_id == second.json()["id"]
 
 
+def test_the_worker_forgets_expired_idempotency_keys(api, fraud_request):
+    post_run(api, fraud_request, HTTP_IDEMPOTENCY_KEY="old")
+    post_run(api, fraud_request, HTTP_IDEMPOTENCY_KEY="fresh")
+    IdempotencyKey.objects.filter(key="old").update(created_at=timezone.now() - timedelta(hours=25))
+
+    assert services.forget_expired_idempotency_keys() == 1
+
+    assert list(IdempotencyKey.objects.values_list("key", flat=True)) == ["fresh"]
+    assert Run.objects.count() == 2  # the runs stay; only the keys are forgotten
+
+
 @pytest.mark.django_db(transaction=True)
 def test_it_creates_one_run_for_concurrent_repeats(alice, catalogue, fraud_request):
     from training.management.commands.sync_workflows import sync

@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand
 from django.db import close_old_connections, connections
 from django_q.cluster import Cluster
 
-from training import worker
+from training import services, worker
 from training.conf import railyard
 
 log = logging.getLogger("training.worker")
@@ -48,8 +48,11 @@ class Command(BaseCommand):
                 counts = worker.reconcile()
                 if any(counts.values()):
                     log.info("reconcile: %s", counts)
-                if passes % SWEEP_EVERY_PASSES == 0 and (removed := worker.sweep()):
-                    log.info("removed jobs no active run owns: %s", ", ".join(removed))
+                if passes % SWEEP_EVERY_PASSES == 0:
+                    if removed := worker.sweep():
+                        log.info("removed jobs no active run owns: %s", ", ".join(removed))
+                    if forgotten := services.forget_expired_idempotency_keys():
+                        log.info("forgot %d expired idempotency key(s)", forgotten)
             except Exception:
                 # One bad pass (a database blip) must not stop the worker; the next pass retries.
                 log.exception("reconcile pass failed")
