@@ -97,6 +97,24 @@ def test_it_fails_a_run_whose_data_cannot_train_with_the_trainers_reason(alice, 
     assert {"log.txt", "error.json", "spec.json"} <= set(run.artifacts.values_list("name", flat=True))
 
 
+def test_a_run_whose_artifact_changed_after_the_trainer_wrote_it_fails(alice, workflows, fraud_request):
+    from railyard_trainer import train
+    from railyard_trainer.storage import open_store
+    from training import services, states
+
+    run, _ = services.submit(alice, fraud_request)
+    states.mark_submitted(run, {}, "local")
+    train.run(run.spec, open_store(run.artifact_uri))
+    model = Path(run.artifact_uri.removeprefix("file://")) / "model.joblib"
+    model.write_bytes(model.read_bytes()[:-10])  # cut short
+
+    worker.finish_succeeded(run)
+
+    run.refresh_from_db()
+    assert run.status == "failed"
+    assert run.failure_reason == "artifact model.joblib does not match its recorded size and sha256"
+
+
 def worker_env(tmp_path: Path) -> dict[str, str]:
     db = connection.settings_dict
     if db["ENGINE"].endswith("sqlite3"):

@@ -93,6 +93,10 @@ def test_a_run_reads_a_partitioned_dataset_from_s3_and_keeps_every_artifact_ther
     run = wait_for_terminal(run, worker.reconcile)
 
     assert run.status == "succeeded", run.failure_reason
+    # Finishing checked the model by its metadata (a HEAD request), and never downloaded it again.
+    model_key = f"/railyard/runs/{run.pk}/model.joblib"
+    assert not any(method == "GET" and path.endswith(model_key) for method, path in s3_server.requests)
+    assert any(method == "HEAD" and path.endswith(model_key) for method, path in s3_server.requests)
     assert run.artifact_uri == f"s3://artifacts/railyard/runs/{run.pk}"
     in_range = partitioned[partitioned["date"] >= "2026-07-01"]
     assert run.data_summary["holdout_rows"] == (in_range["date"] >= "2026-10-01").sum()

@@ -163,8 +163,13 @@ def finish_succeeded(run: Run) -> bool:
         return _fail(run, "the trainer exited successfully but wrote no manifest.json")
     artifacts = manifest["artifacts"]
     for entry in artifacts:
-        if sha256_hex(store.get(entry["name"])) != entry["sha256"]:
-            return _fail(run, f"artifact {entry['name']} does not match its recorded sha256")
+        # What the store says of each file (a HEAD on S3), never the model downloaded again.
+        try:
+            size, recorded = store.describe(entry["name"])
+        except ArtifactNotFound:
+            return _fail(run, f"artifact {entry['name']} is listed in manifest.json but missing from the store")
+        if size != entry["size"] or (recorded is not None and recorded != entry["sha256"]):
+            return _fail(run, f"artifact {entry['name']} does not match its recorded size and sha256")
     metrics = json.loads(store.get("metrics.json"))
     summary = json.loads(store.get("metadata.json")).get("data_summary", {})
     log_artifact = _keep_log(run)

@@ -44,6 +44,10 @@ class ArtifactStore(Protocol):
 
     def exists(self, name: str) -> bool: ...
 
+    def describe(self, name: str) -> tuple[int, str | None]:
+        """The stored size and, where the store keeps it, the sha256, without reading the content."""
+        ...
+
     def open(self, name: str) -> BinaryIO: ...
 
     def delete(self, name: str) -> None: ...
@@ -90,6 +94,12 @@ class FileStore:
 
     def exists(self, name: str) -> bool:
         return self._path(name).is_file()
+
+    def describe(self, name: str) -> tuple[int, str | None]:
+        try:
+            return self._path(name).stat().st_size, None
+        except FileNotFoundError as exc:
+            raise ArtifactNotFound(f"{self.uri}/{name}") from exc
 
     def open(self, name: str) -> BinaryIO:
         try:
@@ -219,6 +229,15 @@ class S3Store:
                 return False
             raise error from exc
         return True
+
+    def describe(self, name: str) -> tuple[int, str | None]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self._key(name))
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail(exc, name) from exc
+        return head["ContentLength"], head.get("Metadata", {}).get("sha256")
 
     def open(self, name: str) -> BinaryIO:
         from botocore.exceptions import BotoCoreError, ClientError
