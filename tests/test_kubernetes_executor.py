@@ -523,6 +523,9 @@ def test_trainers_get_the_s3_settings_but_credentials_only_by_reference(
     assert (env["AWS_ENDPOINT_URL"], env["AWS_REGION"]) == ("http://minio.storage:9000", "eu-west-1")
     assert container["envFrom"] == [{"secretRef": {"name": "railyard-s3"}}]
     assert "do-not-leak" not in json.dumps(cluster.job(run.job_handle["job"]))
+    # The cpu profile's limit of 4 CPUs is the trainer's thread budget.
+    assert (env["OMP_NUM_THREADS"], env["RAILYARD_TRAINER_THREADS"], env["LOKY_MAX_CPU_COUNT"]) == ("4", "4", "4")
+    assert env["RAILYARD_DATA_ROOTS"] == ",".join(str(root) for root in settings.RAILYARD["DATA_ROOTS"])
 
 
 def test_a_pass_stops_launching_once_the_cluster_does_not_answer(cluster, alice, fraud_request):

@@ -227,7 +227,7 @@ def test_a_repeated_launch_never_starts_a_second_trainer_while_the_first_supervi
 def test_a_trainer_sees_none_of_the_workers_secrets(alice, fraud_request, settings, monkeypatch):
     monkeypatch.setenv("DATABASE_URL", "postgres://railyard:hunter2@db/railyard")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
-    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
     dump = "import json, os; print(json.dumps(sorted(os.environ)), flush=True)"
     settings.RAILYARD = {**settings.RAILYARD, "TRAINER_COMMAND": [sys.executable, "-c", dump]}
     run, _ = services.submit(alice, fraud_request)
@@ -238,4 +238,41 @@ def test_a_trainer_sees_none_of_the_workers_secrets(alice, fraud_request, settin
     assert os.environ["SECRET_KEY"]  # the worker has one
     assert "SECRET_KEY" not in names
     assert "DATABASE_URL" not in names
-    assert {"AWS_ACCESS_KEY_ID", "OPENBLAS_NUM_THREADS", "RAILYARD_DATA_ROOTS", "PATH"} <= names
+    assert {"AWS_ACCESS_KEY_ID", "OPENBLAS_CORETYPE", "RAILYARD_DATA_ROOTS", "PATH"} <= names
+
+
+@pytest.mark.parametrize(
+    ("cores", "concurrency", "limit", "threads"), [(2, 2, "4", 1), (16, 2, "4", 4), (16, 4, "2.5", 2)]
+)
+def test_a_trainer_gets_its_profiles_cpus_or_its_share_of_the_machine(
+    alice, fraud_request, settings, monkeypatch, cores, concurrency, limit, threads
+):
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    profiles = {**settings.RAILYARD["COMPUTE_RESOURCES"]}
+    profiles["cpu"] = {**profiles["cpu"], "limits": {**profiles["cpu"]["limits"], "cpu": limit}}
+    dump = "import json, os; print(json.dumps(dict(os.environ)), flush=True)"
+    settings.RAILYARD = {
+        **settings.RAILYARD,
+        "TRAINER_COMMAND": [sys.executable, "-c", dump],
+        "LOCAL_CONCURRENCY": concurrency,
+        "COMPUTE_RESOURCES": profiles,
+    }
+    run, _ = services.submit(alice, fraud_request)
+    run = wait_for_terminal(run, worker.reconcile)
+
+    env = json.loads(LocalExecutor().logs(run))
+
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "LOKY_MAX_CPU_COUNT"):
+        assert env[name] == str(threads)
+    assert env["RAILYARD_TRAINER_THREADS"] == str(threads)
+
+
+def test_the_trainer_holds_its_thread_pools_to_its_budget(alice, fraud_request, settings, monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    settings.RAILYARD = {**settings.RAILYARD, "LOCAL_CONCURRENCY": 2}
+    run, _ = services.submit(alice, fraud_request)
+
+    run = wait_for_terminal(run, worker.reconcile)
+
+    assert run.status == "succeeded", run.failure_reason
+    assert " threads=1\n" in LocalExecutor().logs(run)

@@ -147,3 +147,20 @@ def test_the_owner_reference_points_at_the_created_job():
         "controller": False,
         "blockOwnerDeletion": False,
     }
+
+
+@pytest.mark.parametrize(
+    ("profile", "cpus"),
+    [
+        ({"limits": {"cpu": "4"}}, 4),
+        ({"limits": {"cpu": "2.5"}}, 2),
+        ({"limits": {"cpu": "500m"}}, 1),
+        ({"requests": {"cpu": "3"}}, 3),
+        ({}, 1),
+        ({"limits": {"cpu": "lots"}}, 1),
+    ],
+)
+def test_a_profiles_cpus_are_whole_and_at_least_one(profile, cpus):
+    from training.executors.base import profile_cpus
+
+    assert profile_cpus(profile) == cpus

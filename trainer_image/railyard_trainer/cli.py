@@ -8,19 +8,36 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from railyard_trainer.errors import EXIT_BAD_DATA, EXIT_CRASH, EXIT_OK, BadDataError
-from railyard_trainer.stages import StoredLog, log
+from railyard_trainer.stages import THREADS_ENV, StoredLog, log
 from railyard_trainer.storage import ArtifactStore, StoreError, open_store
 
 
 def _train(args: argparse.Namespace) -> int:
     store = open_store(args.out)
-    with StoredLog(store).capturing():
+    with StoredLog(store).capturing(), _thread_budget():
         return _train_into(args, store)
+
+
+@contextmanager
+def _thread_budget() -> Iterator[None]:
+    """Hold the native thread pools (OpenMP, BLAS) to the executor's budget for this trainer."""
+    raw = os.environ.get(THREADS_ENV, "")
+    if not raw.isdigit() or int(raw) < 1:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    log(f"threads={raw}")
+    with threadpool_limits(limits=int(raw)):
+        yield
 
 
 def _train_into(args: argparse.Namespace, store: ArtifactStore) -> int:

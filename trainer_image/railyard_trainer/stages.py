@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     from railyard_trainer.storage import ArtifactStore
 
 STAGES = ("load", "filter", "split", "train", "evaluate", "serialize")
+#: How many threads the executor lets this trainer use (its compute profile's, or its share of a machine).
+THREADS_ENV = "RAILYARD_TRAINER_THREADS"
 
 
 def log(message: str) -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from railyard_trainer.paths import ROOTS_ENV
+from railyard_trainer.stages import THREADS_ENV
 
 if TYPE_CHECKING:
     from training.models import Run
@@ -25,9 +26,6 @@ TRAINER_SETTINGS = (
     "LANG",
     "LC_ALL",
     "TZ",
-    "OMP_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "MKL_NUM_THREADS",
     "OPENBLAS_CORETYPE",
     "OPENBLAS_L2_SIZE",
 )
@@ -47,11 +45,27 @@ LOCAL_TRAINER_SETTINGS = (
 )
 
 
-def trainer_environment(names: tuple[str, ...], data_roots: list[str]) -> dict[str, str]:
-    """The environment a trainer starts with: the named settings the worker has, and the data roots."""
+#: What tells a trainer's libraries how many threads (or worker processes) they may use.
+THREAD_LIMITS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "LOKY_MAX_CPU_COUNT", THREADS_ENV)
+
+
+def trainer_environment(names: tuple[str, ...], data_roots: list[str], threads: int) -> dict[str, str]:
+    """The environment a trainer starts with: the named settings the worker has, the data roots, and
+    its thread budget (so that trainers sharing a machine do not fight over its cores)."""
     env = {name: os.environ[name] for name in names if os.environ.get(name)}
     env[ROOTS_ENV] = ",".join(data_roots)
+    env.update(dict.fromkeys(THREAD_LIMITS, str(threads)))
     return env
+
+
+def profile_cpus(profile: dict) -> int:
+    """Whole CPUs a compute profile allows (its CPU limit, else its request: '4', '2.5', '500m'), at least 1."""
+    quantity = str(profile.get("limits", {}).get("cpu") or profile.get("requests", {}).get("cpu") or "1").strip()
+    try:
+        cpus = float(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+    except ValueError:
+        return 1
+    return max(1, int(cpus))
 
 
 class JobPhase(enum.StrEnum):

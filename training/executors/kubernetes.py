@@ -33,6 +33,7 @@ from training.executors.base import (
     ExecutorUnavailable,
     JobPhase,
     JobState,
+    profile_cpus,
     trainer_environment,
 )
 
@@ -163,7 +164,11 @@ class KubernetesExecutor(Executor):
             env_from_secrets=railyard.k8s_env_from_secrets,
             service_account=railyard.k8s_service_account,
             # Credentials are not among these: Jobs get them by reference (RAILYARD_K8S_ENV_FROM_SECRETS).
-            env=trainer_environment(TRAINER_SETTINGS, [str(root) for root in railyard.data_roots]),
+            env=trainer_environment(
+                TRAINER_SETTINGS,
+                [str(root) for root in railyard.data_roots],
+                profile_cpus(railyard.compute_resources[run.compute_resource]),
+            ),
         )
 
     def launch(self, run: Run) -> dict:

@@ -31,6 +31,7 @@ from training.executors.base import (
     ExecutorError,
     JobPhase,
     JobState,
+    profile_cpus,
     trainer_environment,
 )
 from training.executors.supervisor import start_ticks
@@ -57,6 +58,12 @@ class LocalExecutor(Executor):
     def capacity(self) -> int:
         return railyard.local_concurrency
 
+    def threads(self, run: Run) -> int:
+        """The profile's CPUs, but no more than a fair share of this machine's cores among the trainers
+        that may run at once."""
+        share = max(1, (os.cpu_count() or 1) // railyard.local_concurrency)
+        return min(profile_cpus(railyard.compute_resources[run.compute_resource]), share)
+
     def work_dir(self, run: Run) -> Path:
         return railyard.work_dir / str(run.pk) / f"attempt-{run.attempt}"
 
@@ -75,7 +82,8 @@ class LocalExecutor(Executor):
             spec_file = directory / "spec.json"
             spec_file.write_text(json.dumps(run.spec))
             command = [*railyard.trainer_command, "train", "--spec", str(spec_file), "--out", run.artifact_uri]
-            env = trainer_environment(TRAINER_SETTINGS + LOCAL_TRAINER_SETTINGS, [str(r) for r in railyard.data_roots])
+            roots = [str(root) for root in railyard.data_roots]
+            env = trainer_environment(TRAINER_SETTINGS + LOCAL_TRAINER_SETTINGS, roots, self.threads(run))
             with open(directory / "log.txt", "ab") as log:
                 process = subprocess.Popen(
                     [sys.executable, str(SUPERVISOR), str(directory), "--", *command],
