@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.cache import cache
 from django_q.conf import Conf
 from rest_framework.test import APIClient
 
@@ -48,6 +49,12 @@ def railyard_dirs(settings, tmp_path: Path, tmp_path_factory, monkeypatch) -> Pa
     monkeypatch.setenv(ROOTS_ENV, ",".join(map(str, roots)))
     (tmp_path / "data").mkdir()
     return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def empty_cache():
+    """Each test starts with an empty cache (run ids repeat across tests on SQLite)."""
+    cache.clear()
 
 
 @pytest.fixture(autouse=True)

@@ -110,6 +110,14 @@ class Emulator(kmock.KubernetesEmulator):
         }
 
 
+def _has_begun(log: Path) -> bool:
+    """Whether a trainer's container log shows its first stage (the trainer's work, not its start-up)."""
+    try:
+        return b"stage=" in log.read_bytes()
+    except FileNotFoundError:
+        return False
+
+
 @dataclass
 class JobRun:
     """The controller's memory of one Job: its pods so far and the process of the current one."""
@@ -140,7 +148,7 @@ class Cluster:
         self.emulator["get", kmock.resource("v1/pods"), kmock.subresource("log")] << self._pod_log
         self.node_labels: list[dict[str, str]] = [{"kubernetes.io/os": "linux"}]
         self.broken_images: set[str] = set()
-        # Stop trainers (SIGSTOP) once they have logged, so a test can act while one is running.
+        # Stop trainers (SIGSTOP) once they have logged their first stage, so a test can act while one runs.
         self.pause_trainers = False
         self.jobs: dict[str, JobRun] = {}
         self._stop = threading.Event()
@@ -211,10 +219,20 @@ class Cluster:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             run = self.jobs.get(job_name)
-            if run and run.process and run.log and run.log.exists() and run.log.stat().st_size:
+            if run and run.process and run.log and _has_begun(run.log):
                 return run
             time.sleep(0.05)
         raise AssertionError(f"job {job_name} never ran")
+
+    def wait_paused(self, job_name: str, timeout: float = 120) -> JobRun:
+        """Wait until the controller has stopped the Job's trainer (with `pause_trainers` set)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            run = self.jobs.get(job_name)
+            if run and run.paused:
+                return run
+            time.sleep(0.05)
+        raise AssertionError(f"the trainer of job {job_name} was never paused")
 
     def job(self, name: str) -> dict:
         return self.api.sanitize_for_serialization(self.batch.read_namespaced_job(name, self.namespace))
@@ -267,7 +285,7 @@ class Cluster:
             self._start_pod(name, run)
         elif run.process is not None and run.process.poll() is not None:
             self._pod_ended(name, run)
-        elif self.pause_trainers and run.process is not None and not run.paused and run.log.stat().st_size:
+        elif self.pause_trainers and run.process is not None and not run.paused and _has_begun(run.log):
             os.killpg(run.process.pid, signal.SIGSTOP)
             run.paused = True
 

@@ -377,6 +377,28 @@ def test_logs_are_read_from_the_pod_while_the_trainer_runs(cluster, alice, api, 
     assert "stage=load started" in body["log"]
 
 
+def test_a_runs_log_is_read_from_its_own_pods_once_per_interval_for_all_viewers(
+    cluster, alice, api, fraud_request, monkeypatch
+):
+    from training import logs
+
+    monkeypatch.setattr(logs, "LIVE_LOG_SECONDS", 600)  # one interval, however slow this machine is
+    cluster.pause_trainers = True
+    submitted(alice, fraud_request)  # another run, whose pods the log read must not list
+    run = submitted(alice, fraud_request)
+    cluster.wait_paused(run.job_handle["job"])
+    worker.reconcile()
+    cluster.emulator.list_calls.clear()
+    reads = cluster.emulator.calls[("FETCH", "pods")]
+
+    bodies = [api.get(f"/api/v1/runs/{run.pk}/logs").json()["log"] for _ in range(5)]
+
+    assert all("stage=load started" in body for body in bodies)
+    assert cluster.emulator.calls[("FETCH", "pods")] == reads + 1  # one log read for five viewers
+    selectors = [p.get("labelSelector") for plural, p in cluster.emulator.list_calls if plural == "pods"]
+    assert selectors == [f"app.kubernetes.io/managed-by=railyard,railyard.dev/run-id={run.pk},railyard.dev/attempt=1"]
+
+
 def test_the_sweep_removes_jobs_no_active_run_owns(cluster, alice, fraud_request):
     cluster.pause_trainers = True
     kept = submitted(alice, fraud_request)
@@ -426,7 +448,7 @@ def test_a_live_log_the_cluster_will_not_give_falls_back_to_the_trainers_copy(cl
 def test_a_log_that_cannot_be_had_at_all_is_explained_not_an_error(cluster, alice, api, fraud_request):
     cluster.pause_trainers = True
     run = submitted(alice, fraud_request)
-    cluster.wait_running(run.job_handle["job"])
+    cluster.wait_paused(run.job_handle["job"])
     store_log = Path(run.artifact_uri.removeprefix("file://")) / "log.txt"
     store_log.unlink(missing_ok=True)
     cluster.emulator.inject("list", "pods", 403)

@@ -231,7 +231,7 @@ def test_the_run_page_says_what_the_run_is_waiting_for(signed_in, alice, fraud_r
 
 
 def test_the_trainers_stage_is_read_from_its_log():
-    from training.progress import progress
+    from training.logs import progress
 
     assert progress("") == (None, 0)
     assert progress("t stage=load started\nt stage=load done duration=1s\nt stage=filter started\n") == ("filter", 17)

@@ -17,9 +17,8 @@ from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from railyard_trainer.storage import StoreError
-from training import artifacts, contract, services
+from training import artifacts, contract, logs, services
 from training.conf import railyard
-from training.executors import ExecutorError, get_executor
 from training.models import Run, Workflow
 from training.openapi import run_request_schema
 from training.serializers import (
@@ -260,22 +259,7 @@ class RunLogs(RunAction):
     def get(self, request: Request, pk: int) -> Response:
         run = self.run(request, pk)
         tail = whole_number(request.query_params.get("tail", "200"), "tail", MAX_LOG_LINES)
-        return Response({"run": run.pk, "status": run.status, "log": run_log(run, tail)})
-
-
-def run_log(run: Run, tail: int) -> str:
-    """The live log while the trainer runs; the stored one after, or when the live one cannot be read."""
-    problem = None
-    if run.state.is_active and run.job_handle:
-        try:
-            if live := get_executor(run.executor).logs(run, tail):
-                return live
-        except ExecutorError as exc:
-            problem = exc
-    stored = artifacts.read_text(run, "log.txt")
-    if stored is not None:
-        return "".join(stored.splitlines(keepends=True)[-tail:])
-    return f"(the live log cannot be read right now: {problem})" if problem else ""
+        return Response({"run": run.pk, "status": run.status, "log": logs.run_log(run, tail)})
 
 
 class RunArtifact(RunAction):

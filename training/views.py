@@ -18,11 +18,10 @@ from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_POST
 
 from training import artifacts, charts, compare, services
-from training.api import run_log
 from training.conf import railyard
 from training.forms import LaunchForm, initial_from_request
+from training.logs import progress, run_log
 from training.models import Project, Run, Workflow
-from training.progress import progress
 from training.states import RunStatus
 
 LOG_TAIL_LINES = 200

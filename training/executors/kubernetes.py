@@ -238,6 +238,16 @@ class KubernetesExecutor(Executor):
             raise ExecutorUnavailable(_explain(exc, "list pods")) from exc
         return pods
 
+    def pods_of(self, run: Run) -> list[Any]:
+        """The pods of the run's current Job, found by their labels (not by listing every pod)."""
+        mine = {manifests.LABEL_RUN_ID: str(run.pk), manifests.LABEL_ATTEMPT: str(run.attempt)}
+        selector = ",".join([manifests.SELECTOR, *(f"{key}={value}" for key, value in mine.items())])
+        try:
+            page = self._call("list pods", self.core.list_namespaced_pod, self.namespace, label_selector=selector)
+        except ApiException as exc:
+            raise ExecutorUnavailable(_explain(exc, "list pods")) from exc
+        return [pod for pod in page.items if _has_labels(pod, {manifests.LABEL_MANAGED_BY: "railyard", **mine})]
+
     def observe(self, runs: list[Run]) -> dict[int, JobState]:
         jobs, pods = self.list_jobs(), self.list_pods()
         observed = {}
@@ -333,7 +343,7 @@ class KubernetesExecutor(Executor):
                     raise KubernetesAPIError(_explain(exc, what)) from exc
 
     def logs(self, run: Run, tail: int | None = None) -> str:
-        pods = self.list_pods().get(manifests.job_name(run.pk, run.attempt), [])
+        pods = self.pods_of(run)
         if not pods:
             return ""
         newest = max(pods, key=lambda p: p.metadata.creation_timestamp or datetime.min)
