@@ -20,8 +20,9 @@ from django.utils import timezone
 
 from training.models import Lease
 
-#: Long enough for a dispatch pass to launch one job (the cluster's retries included) between renewals.
-DEFAULT_TTL = timedelta(seconds=120)
+#: Renewed before every launch. A launch that outlasts it (the cluster's retries) is still safe:
+#: a second launcher of the same attempt adopts its job. A killed holder blocks others this long.
+DEFAULT_TTL = timedelta(seconds=30)
 
 
 def new_holder() -> str:
