@@ -80,6 +80,7 @@ def test_the_run_list_filters_and_says_when_nothing_matches(signed_in, alice, fr
 
 def test_the_run_list_keeps_a_fixed_number_of_queries(signed_in, alice, fraud_request):
     services.submit(alice, fraud_request)
+    signed_in.get("/")  # the status counts are cached from here on, as on a busy dashboard
     with CaptureQueriesContext(connection) as few:
         signed_in.get("/")
     for _ in range(5):
@@ -357,6 +358,7 @@ def test_pages_keep_a_fixed_number_of_queries(signed_in, alice, fraud_request, p
         return len(captured)
 
     succeed(services.submit(alice, fraud_request)[0], roc_auc=0.7)
+    queries()  # the run list's status counts are cached from here on
     few = queries()
     for auc in (0.71, 0.72, 0.73):
         succeed(services.submit(alice, {**fraud_request, "project": f"p{int(auc * 100)}"})[0], roc_auc=auc)
