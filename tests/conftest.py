@@ -140,6 +140,29 @@ def trained_run(alice, workflows, fraud_request) -> Run:
     return train_in_process(alice, fraud_request)
 
 
+@pytest.fixture
+def cluster(tmp_path, settings, monkeypatch):
+    """A Kubernetes API server with a Job controller (tests/kubernetes_cluster.py), and Railyard pointed at it."""
+    from tests.kubernetes_cluster import NAMESPACE, Cluster
+    from training import executors
+
+    (tmp_path / "cluster").mkdir()
+    cluster = Cluster(tmp_path / "cluster", NAMESPACE).start()
+    monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig()))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    settings.RAILYARD = {
+        **settings.RAILYARD,
+        "EXECUTOR": "kubernetes",
+        "K8S_NAMESPACE": NAMESPACE,
+        "TRAINER_IMAGE": "railyard-trainer:test",
+        "K8S_REQUEST_TIMEOUT_SECONDS": 2,
+    }
+    executors._instances.clear()
+    yield cluster
+    cluster.stop()
+    executors._instances.clear()
+
+
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",

@@ -450,3 +450,30 @@ class Cluster:
         if run.process is not None and run.process.poll() is None:
             os.killpg(run.process.pid, signal.SIGKILL)
             run.process.wait()
+
+
+NAMESPACE = "railyard-test"
+
+
+def submitted(owner: Any, request: dict) -> Any:
+    """A run submitted and dispatched (so its Job exists), read back."""
+    from training import services, worker
+
+    run, _ = services.submit(owner, request)
+    worker.dispatch()
+    run.refresh_from_db()
+    return run
+
+
+def message_containing(run: Any, fragment: str, timeout: float = 120.0) -> str:
+    """Reconcile until the run's status message mentions `fragment`; returns the message."""
+    from training import worker
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        worker.reconcile()
+        run.refresh_from_db()
+        if fragment in run.status_message:
+            return run.status_message
+        time.sleep(0.05)
+    raise AssertionError(f"status message is still {run.status_message!r}")
