@@ -302,6 +302,25 @@ def test_it_refuses_nul_characters_in_page_urls(client, alice, url):
     assert "NUL character" in response.content.decode()
 
 
+@pytest.mark.parametrize(
+    ("where", "path"),
+    [('"model_description": "', "model_description"), ('"custom_params": {', "train.custom_params.\\ud800")],
+    ids=["in a value", "in a field name"],
+)
+def test_it_refuses_lone_surrogate_escapes_in_the_body(api, fraud_request, where, path):
+    """`"\\ud800"` is valid JSON but not storable text (PostgreSQL's driver cannot encode it)."""
+    inserted = "\\ud800" if where.endswith('"') else '"\\ud800": 1, '
+    body = json.dumps(fraud_request).replace(where, where + inserted, 1)
+
+    response = post(api, body)
+
+    assert response.status_code == 400
+    assert response.json()["errors"][path] == [
+        ("Field names must" if "{" in where else "Must") + " not contain lone surrogate escapes (\\ud800 to \\udfff)."
+    ]
+    assert Run.objects.count() == 0
+
+
 def test_it_refuses_a_nul_character_in_the_idempotency_key(api, fraud_request):
     response = post(api, json.dumps(fraud_request), HTTP_IDEMPOTENCY_KEY="a\x00b")
     assert response.status_code == 400

@@ -77,13 +77,13 @@ def check_json(value: Any, where: str = "body") -> None:
         if depth > MAX_DEPTH:
             errors.setdefault(path, []).append(f"JSON may be nested at most {MAX_DEPTH} levels deep.")
             continue
-        if isinstance(item, str) and "\x00" in item:
-            errors.setdefault(path, []).append("Must not contain NUL characters.")
+        if isinstance(item, str) and (problem := _text_problem(item)):
+            errors.setdefault(path, []).append(f"Must not contain {problem}.")
         elif isinstance(item, dict):
             for key, child in item.items():
                 child_path = key_path(path, key)
-                if "\x00" in key:
-                    errors.setdefault(child_path, []).append("Field names must not contain NUL characters.")
+                if problem := _text_problem(key):
+                    errors.setdefault(child_path, []).append(f"Field names must not contain {problem}.")
                 stack.append((child, child_path, depth + 1))
         elif isinstance(item, list):
             stack.extend((child, f"{path}[{i}]", depth + 1) for i, child in enumerate(item))
@@ -91,8 +91,21 @@ def check_json(value: Any, where: str = "body") -> None:
         raise InvalidRequest(errors)
 
 
+def _text_problem(text: str) -> str | None:
+    """What no stored text may hold: NUL (PostgreSQL refuses it), or a lone surrogate escape such as
+    \\ud800 (valid JSON, but not Unicode text that can be stored)."""
+    if "\x00" in text:
+        return "NUL characters"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "lone surrogate escapes (\\ud800 to \\udfff)"
+    return None
+
+
 def key_path(path: str, key: str) -> str:
-    key = key.replace("\x00", "\\0")
+    """The dotted path of a field, printable in an error answer whatever the field's name holds."""
+    key = key.replace("\x00", "\\0").encode("utf-8", "backslashreplace").decode("utf-8")
     return key if path == "body" else f"{path}.{key}"
 
 
