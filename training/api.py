@@ -32,6 +32,8 @@ from training.states import RunStatus
 
 #: The longest log tail the API returns at once.
 MAX_LOG_LINES = 100_000
+#: Page numbers past this are refused (a page past the last one is a 404).
+MAX_PAGE = 10**9
 
 EXAMPLE_REQUEST = {
     "user": "ada",
@@ -98,12 +100,17 @@ class RunPagination(PageNumberPagination):
             return self.page_size
         return whole_number(raw, self.page_size_query_param, self.max_page_size)
 
+    def get_page_number(self, request: Request, paginator: object) -> int:
+        raw = request.query_params.get(self.page_query_param)
+        return 1 if raw is None else whole_number(raw, self.page_query_param, MAX_PAGE)
+
     def get_schema_operation_parameters(self, view: APIView) -> list[dict]:
         parameters = super().get_schema_operation_parameters(view)
         for parameter in parameters:
             parameter["schema"]["minimum"] = 1
-            if parameter["name"] == self.page_size_query_param:
-                parameter["schema"]["maximum"] = self.max_page_size
+            parameter["schema"]["maximum"] = (
+                self.max_page_size if parameter["name"] == self.page_size_query_param else MAX_PAGE
+            )
         return parameters
 
 
