@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from training.models import Run
 
 
-#: The worker's settings that a trainer needs too: where S3 is, locale, the threads it may use.
+#: The worker's settings that a trainer needs too: where S3 is, locale, the BLAS kernel to use.
 #: Nothing else of the worker's environment (SECRET_KEY, DATABASE_URL, …) ever reaches a trainer.
 TRAINER_SETTINGS = (
     "AWS_REGION",
