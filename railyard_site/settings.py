@@ -176,6 +176,8 @@ RAILYARD = {
             "node_selector": {},
             "tolerations": [],
             "affinity": {},
+            # A run that runs out of memory here is retried once on this profile (`retry.on_oom`).
+            "next": "highmem",
         },
         "highmem": {
             "description": "Memory-optimised node for large datasets.",

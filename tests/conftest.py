@@ -120,6 +120,18 @@ def wait_for_terminal(run: Run, reconcile, timeout: float = 300.0) -> Run:
     raise AssertionError(f"run {run.pk} still {run.status} after {timeout}s")
 
 
+def launched(run: Run, handle: dict | None = None, running: bool = False):
+    """The run's job, launched (and running) as far as the records go; no executor is involved."""
+    from training import states
+
+    job = states.open_job(run)
+    assert states.job_launched(job, handle or {})
+    if running:
+        assert states.job_running(job)
+    run.refresh_from_db()
+    return job
+
+
 def train_in_process(owner, request: dict) -> Run:
     """A succeeded run whose artifacts the real trainer wrote (in this process, for speed)."""
     from railyard_trainer import train
@@ -127,10 +139,10 @@ def train_in_process(owner, request: dict) -> Run:
     from training import services, states, worker
 
     run, _ = services.submit(owner, request)
-    states.mark_submitted(run, {}, "local")
-    states.mark_running(run)
+    job = launched(run, running=True)
     train.run(run.spec, open_store(run.artifact_uri))
-    assert worker.finish_succeeded(run)
+    assert worker.finish_succeeded(job, run)
+    assert states.end_job(job, states.JobStatus.SUCCEEDED)
     run.refresh_from_db()
     return run
 

@@ -465,6 +465,11 @@ def submitted(owner: Any, request: dict) -> Any:
     return run
 
 
+def job_name_of(run: Any) -> str:
+    """The name of the Kubernetes Job of the run's current attempt."""
+    return run.current_job().handle["job"]
+
+
 def message_containing(run: Any, fragment: str, timeout: float = 120.0) -> str:
     """Reconcile until the run's status message mentions `fragment`; returns the message."""
     from training import worker

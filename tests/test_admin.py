@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from tests.conftest import wait_for_terminal
+from tests.conftest import launched, wait_for_terminal
 from training import services, states, worker
-from training.executors import get_executor
 from training.models import Run
 
 pytestmark = pytest.mark.usefixtures("workflows")
@@ -36,8 +37,7 @@ def test_cancelling_from_the_admin_leaves_an_event(operator, alice, fraud_reques
 
 def test_marking_failed_asks_for_a_reason_and_records_it(operator, alice, fraud_request):
     run = services.submit(alice, fraud_request)[0]
-    states.mark_submitted(run, {}, "local")
-    states.mark_running(run)
+    launched(run, running=True)
 
     page = act(operator, "mark_failed", [run])
     assert b"Mark runs failed" in page.content
@@ -55,7 +55,7 @@ def test_marking_failed_asks_for_a_reason_and_records_it(operator, alice, fraud_
 
 def test_an_operator_can_mark_a_succeeded_run_failed(operator, alice, fraud_request):
     run = services.submit(alice, fraud_request)[0]
-    states.mark_submitted(run, {}, "local")
+    launched(run)
     states.mark_succeeded(run, {}, {})
 
     act(operator, "mark_failed", [run], apply="1", reason="trained on corrupt data")
@@ -99,20 +99,34 @@ def test_the_run_list_filters_by_status_and_searches(operator, alice, fraud_requ
     assert list(page.context["cl"].result_list) == [run]
 
 
-def test_a_requeued_run_trains_again_without_the_first_attempts_leftovers(operator, trained_run):
+def test_a_requeued_run_trains_again_as_a_new_attempt_beside_the_first(operator, api, trained_run):
     first_metrics = trained_run.metrics
+    first_model = trained_run.artifacts.get(name="model.joblib")
     states.mark_failed(trained_run, "wrong data", actor="charlie", operator=True)
 
     act(operator, "requeue_runs", [trained_run])
 
     trained_run.refresh_from_db()
     assert (trained_run.status, trained_run.attempt, trained_run.metrics) == ("queued", 2, {})
-    assert not trained_run.artifacts.exists()
+    assert trained_run.latest_artifacts == []
     worker.reconcile()
     trained_run.refresh_from_db()
-    work_dir = get_executor("local").work_dir(trained_run)
-    assert work_dir.name == "attempt-2"
+    second = trained_run.current_job()
+    assert second.attempt == 2
+    assert trained_run.artifact_uri.endswith(f"/runs/{trained_run.pk}/attempt-2")
     trained_run = wait_for_terminal(trained_run, worker.reconcile)
     assert trained_run.status == "succeeded", trained_run.failure_reason
     assert trained_run.metrics == first_metrics  # same request, same seed, same data
-    assert trained_run.artifacts.filter(name="model.joblib").exists()
+
+    # The first attempt's model is still there, untouched; the API shows the latest and lists the others.
+    new_model = trained_run.artifacts.get(name="model.joblib", attempt=2)
+    assert new_model.uri != first_model.uri
+    assert Path(first_model.uri.removeprefix("file://")).read_bytes()
+    body = api.get(f"/api/v1/runs/{trained_run.pk}").json()
+    assert [(j["attempt"], j["status"]) for j in body["jobs"]] == [(1, "succeeded"), (2, "succeeded")]
+    assert {a["attempt"] for a in body["artifacts"]} == {2}
+    assert {(a["name"], a["attempt"]) for a in body["earlier_artifacts"]} >= {("model.joblib", 1)}
+    old = next(a for a in body["earlier_artifacts"] if a["name"] == "model.joblib")
+    assert old["download_url"].endswith(f"/runs/{trained_run.pk}/artifacts/model.joblib?attempt=1")
+    download = api.get(old["download_url"])
+    assert b"".join(download.streaming_content) == Path(first_model.uri.removeprefix("file://")).read_bytes()

@@ -215,7 +215,9 @@ def test_a_running_run_is_cancelled_and_the_list_updates_itself(
     shot(page, "run-cancelled")
     run.refresh_from_db()
     assert run.status == "cancelled"
-    assert (Path(run.job_handle["work_dir"]) / "exit.json").read_text() == '{"exit_code": -15}'  # trainer stopped
+    assert (
+        Path(run.current_job().handle["work_dir"]) / "exit.json"
+    ).read_text() == '{"exit_code": -15}'  # trainer stopped
 
     other, _ = services.submit(alice, fraud_request)
     page.goto(live_server.url)

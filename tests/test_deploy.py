@@ -18,7 +18,8 @@ import requests
 import yaml
 from django.conf import settings as django_settings
 
-from training import manifests
+from training.executors import JobInputs
+from training.executors.kubernetes import manifests
 
 DEPLOY = Path(django_settings.BASE_DIR) / "deploy"
 KUBERNETES_VERSION = "1.33.0"
@@ -102,19 +103,20 @@ def test_the_trainer_image_runs_the_command_the_jobs_run(tmp_path):
         r"^USER 10001:10001$", (Path(django_settings.BASE_DIR) / "trainer_image" / "Dockerfile").read_text(), re.M
     )
     job_command = manifests.job(
-        manifests.JobInputs(
-            run_id=1,
+        JobInputs(
+            job_id=1,
             attempt=1,
+            run_id=1,
             project="p",
             workflow="w",
             spec={"data": {"features": []}},
-            artifact_uri="s3://b/runs/1",
+            artifact_uri="s3://b/runs/1/attempt-1",
             compute_resource="cpu",
             profile={},
             image="i",
-            namespace="n",
             timeout_seconds=60,
-        )
+        ),
+        manifests.ClusterSettings(namespace="n"),
     )["spec"]["template"]["spec"]["containers"][0]["command"]
     assert job_command[:3] == entrypoint
     result = subprocess.run(

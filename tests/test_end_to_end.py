@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import connection
 from sklearn.metrics import roc_auc_score
 
-from tests.conftest import wait_for_terminal
+from tests.conftest import launched, wait_for_terminal
 from training import worker
 from training.models import ApiToken, Run
 
@@ -100,15 +100,15 @@ def test_it_fails_a_run_whose_data_cannot_train_with_the_trainers_reason(alice, 
 def test_a_run_whose_artifact_changed_after_the_trainer_wrote_it_fails(alice, workflows, fraud_request):
     from railyard_trainer import train
     from railyard_trainer.storage import open_store
-    from training import services, states
+    from training import services
 
     run, _ = services.submit(alice, fraud_request)
-    states.mark_submitted(run, {}, "local")
+    job = launched(run)
     train.run(run.spec, open_store(run.artifact_uri))
     model = Path(run.artifact_uri.removeprefix("file://")) / "model.joblib"
     model.write_bytes(model.read_bytes()[:-10])  # cut short
 
-    worker.finish_succeeded(run)
+    worker.finish_succeeded(job, run)
 
     run.refresh_from_db()
     assert run.status == "failed"

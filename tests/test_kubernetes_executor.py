@@ -17,10 +17,11 @@ from django_q.conf import Conf
 from rest_framework.test import APIClient
 
 from tests.conftest import wait_for_terminal
-from tests.kubernetes_cluster import NAMESPACE, message_containing, submitted
-from training import executors, manifests, services, worker
+from tests.kubernetes_cluster import NAMESPACE, job_name_of, message_containing, submitted
+from training import executors, services, states, worker
 from training.executors import get_executor
-from training.models import Run
+from training.executors.kubernetes import manifests
+from training.models import Job, Run
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("workflows")]
 
@@ -33,8 +34,17 @@ def test_a_run_submitted_over_rest_runs_as_a_job_to_success(cluster, alice, api,
 
     assert run.status == "succeeded", run.failure_reason
     assert run.executor == "kubernetes"
-    assert run.job_handle["job"] == f"railyard-run-{run.pk}-1"
+    job = run.current_job()
+    assert job_name_of(run) == f"railyard-job-{job.pk}"
     assert [e.new_status for e in run.events.all()] == ["queued", "submitted", "running", "succeeded"]
+    assert [e.new_status for e in job.events.all()] == ["pending", "launched", "running", "succeeded"]
+    assert (job.executor, job.attempt, job.cause) == ("kubernetes", 1, "")
+    assert response.json()["id"] == run.pk
+    jobs = api.get(f"/api/v1/runs/{run.pk}").json()["jobs"]
+    assert [(j["id"], j["attempt"], j["executor"], j["status"], j["cause"]) for j in jobs] == [
+        (job.pk, 1, "kubernetes", "succeeded", "")
+    ]
+    assert {"started_at", "finished_at"} <= set(jobs[0])
     assert {"model.joblib", "metrics.json", "holdout_scores.parquet", "log.txt"} <= set(
         run.artifacts.values_list("name", flat=True)
     )
@@ -55,7 +65,7 @@ def test_it_lists_jobs_and_pods_once_per_pass_by_label_selector(cluster, alice, 
     assert [plural for plural, _ in listed] == ["jobs", "pods"]
     for _, params in listed:
         assert params["labelSelector"] == "app.kubernetes.io/managed-by=railyard"
-        assert params["limit"] == "200"
+        assert params["limit"] == "500"
 
 
 def test_it_pages_through_long_job_lists(cluster, alice, fraud_request, monkeypatch):
@@ -67,7 +77,7 @@ def test_it_pages_through_long_job_lists(cluster, alice, fraud_request, monkeypa
 
     jobs = get_executor("kubernetes").list_jobs()
 
-    assert sorted(jobs) == sorted(manifests.job_name(r.pk, 1) for r in runs)
+    assert sorted(jobs) == sorted(manifests.job_name(r.current_job().pk) for r in runs)
     # (the test controller lists Jobs too, without a selector; only the executor's calls count)
     job_lists = [p for plural, p in cluster.emulator.list_calls if plural == "jobs" and "labelSelector" in p][-3:]
     assert [p.get("continue") for p in job_lists] == [None, "2", "4"]
@@ -77,7 +87,7 @@ def test_the_job_matches_the_compute_profile(cluster, alice, fraud_request, sett
     fraud_request["compute_resource"] = "gpu"
     run = submitted(alice, fraud_request)
 
-    job = cluster.job(run.job_handle["job"])
+    job = cluster.job(job_name_of(run))
 
     profile = settings.RAILYARD["COMPUTE_RESOURCES"]["gpu"]
     pod = job["spec"]["template"]["spec"]
@@ -88,37 +98,41 @@ def test_the_job_matches_the_compute_profile(cluster, alice, fraud_request, sett
     assert pod["containers"][0]["image"] == "railyard-trainer:test"
     assert job["metadata"]["labels"] == {
         "app.kubernetes.io/managed-by": "railyard",
+        "railyard.dev/job-id": str(run.current_job().pk),
         "railyard.dev/run-id": str(run.pk),
         "railyard.dev/attempt": "1",
         "railyard.dev/project": "fraud",
         "railyard.dev/workflow": "gradient_boosting",
     }
-    config_map = cluster.core.read_namespaced_config_map(run.job_handle["job"], NAMESPACE)
+    config_map = cluster.core.read_namespaced_config_map(job_name_of(run), NAMESPACE)
     assert json.loads(config_map.data["spec.json"]) == run.spec
     assert [(o.kind, o.name, o.uid) for o in config_map.metadata.owner_references] == [
-        ("Job", run.job_handle["job"], job["metadata"]["uid"])
+        ("Job", job_name_of(run), job["metadata"]["uid"])
     ]
 
 
 def test_a_repeated_launch_adopts_the_job_it_made(cluster, alice, fraud_request):
     cluster.pause_trainers = True
     run, _ = services.submit(alice, fraud_request)
+    job = states.open_job(run)
     executor = get_executor("kubernetes")
 
-    first = executor.launch(run)
+    first = executor.launch(worker.job_inputs(job, run, executor))
     executors._instances.clear()  # the worker crashed before recording the launch, and restarted
-    again = get_executor("kubernetes").launch(run)
+    again = get_executor("kubernetes").launch(worker.job_inputs(job, run, get_executor("kubernetes")))
 
     assert first == again
     assert cluster.objects("jobs") == [first["job"]]
 
 
-def test_an_oom_killed_trainer_fails_the_run_saying_so(cluster, alice, fraud_request, settings):
+def test_an_oom_killed_trainer_fails_the_run_saying_so_when_the_request_opts_out_of_retries(
+    cluster, alice, fraud_request, settings
+):
     settings.RAILYARD = {**settings.RAILYARD, "K8S_BACKOFF_LIMIT": 0}
     cluster.pause_trainers = True
-    run = submitted(alice, fraud_request)
+    run = submitted(alice, {**fraud_request, "retry": {"on_oom": False}})
 
-    cluster.oom_kill(run.job_handle["job"])
+    cluster.oom_kill(job_name_of(run))
     run = wait_for_terminal(run, worker.reconcile)
 
     assert run.status == "failed"
@@ -126,6 +140,39 @@ def test_an_oom_killed_trainer_fails_the_run_saying_so(cluster, alice, fraud_req
         "the trainer ran out of memory (OOMKilled) with a limit of 8Gi on compute resource 'cpu'; "
         "a larger profile may help"
     )
+    assert list(run.jobs.values_list("attempt", "status", "cause")) == [(1, "failed", "oom")]
+
+
+def test_an_oom_killed_run_is_retried_once_on_the_next_larger_profile(cluster, alice, api, fraud_request, settings):
+    settings.RAILYARD = {**settings.RAILYARD, "K8S_BACKOFF_LIMIT": 0}
+    cluster.node_labels.append({"railyard.dev/pool": "highmem"})
+    cluster.pause_trainers = True
+    run = submitted(alice, fraud_request)
+    first = job_name_of(run)
+    cluster.pause_trainers = False  # the retry is left to finish
+
+    cluster.oom_kill(first)
+    run = wait_for_terminal(run, worker.reconcile)
+
+    assert run.status == "succeeded", run.failure_reason
+    assert (run.attempt, run.compute_resource) == (2, "highmem")
+    assert list(run.jobs.order_by("attempt").values_list("attempt", "compute_resource", "status", "cause")) == [
+        (1, "cpu", "failed", "oom"),
+        (2, "highmem", "succeeded", ""),
+    ]
+    retried = run.events.get(old_status__in=["submitted", "running"], new_status="queued")
+    assert retried.reason.startswith("retried on highmem after running out of memory on cpu: ")
+    second = cluster.job(job_name_of(run))
+    assert second["metadata"]["name"] != first
+    assert second["spec"]["template"]["spec"]["nodeSelector"] == {"railyard.dev/pool": "highmem"}
+    # The first attempt kept its log; the second wrote into a folder of its own.
+    assert run.artifacts.filter(attempt=1, name="log.txt").exists()
+    assert run.artifacts.get(attempt=2, name="model.joblib").uri.endswith(f"/runs/{run.pk}/attempt-2/model.joblib")
+    body = api.get(f"/api/v1/runs/{run.pk}").json()
+    assert [(j["attempt"], j["compute_resource"], j["cause"]) for j in body["jobs"]] == [
+        (1, "cpu", "oom"),
+        (2, "highmem", ""),
+    ]
 
 
 def test_a_crash_is_retried_by_the_job_within_its_backoff_limit(cluster, alice, fraud_request, settings):
@@ -133,12 +180,12 @@ def test_a_crash_is_retried_by_the_job_within_its_backoff_limit(cluster, alice, 
     cluster.pause_trainers = True
     run = submitted(alice, fraud_request)
     cluster.pause_trainers = False  # the second pod is left to finish
-    cluster.oom_kill(run.job_handle["job"])
+    cluster.oom_kill(job_name_of(run))
 
     run = wait_for_terminal(run, worker.reconcile)
 
     assert run.status == "succeeded", run.failure_reason
-    assert cluster.jobs[run.job_handle["job"]].pods == 2
+    assert cluster.jobs[job_name_of(run)].pods == 2
 
 
 def test_a_run_past_its_deadline_fails_with_the_reason(cluster, alice, fraud_request, settings):
@@ -181,22 +228,24 @@ def test_a_job_deleted_outside_railyard_fails_its_run(cluster, alice, fraud_requ
     settings.RAILYARD = {**settings.RAILYARD, "K8S_MISSING_GRACE_SECONDS": 0}
     cluster.pause_trainers = True
     run = submitted(alice, fraud_request)
-    cluster.wait_running(run.job_handle["job"])
+    cluster.wait_running(job_name_of(run))
 
-    cluster.batch.delete_namespaced_job(run.job_handle["job"], NAMESPACE)
+    cluster.batch.delete_namespaced_job(job_name_of(run), NAMESPACE)
     worker.reconcile()
 
     run.refresh_from_db()
     assert run.status == "failed"
-    assert run.failure_reason == f"the Job railyard-run-{run.pk}-1 was deleted outside Railyard"
+    assert run.failure_reason == f"the Job {job_name_of(run)} was deleted outside Railyard"
+    job = run.current_job()
+    assert (job.status, job.cause) == ("lost", "disappeared")
 
 
 def test_a_job_missing_from_a_listing_is_read_by_name_before_its_run_is_failed(cluster, alice, fraud_request, settings):
     settings.RAILYARD = {**settings.RAILYARD, "K8S_MISSING_GRACE_SECONDS": 0}
     cluster.pause_trainers = True
     run = submitted(alice, fraud_request)
-    cluster.wait_running(run.job_handle["job"])
-    cluster.emulator.hidden.add(run.job_handle["job"])
+    cluster.wait_running(job_name_of(run))
+    cluster.emulator.hidden.add(job_name_of(run))
     reads = cluster.emulator.calls[("FETCH", "jobs")]
 
     worker.reconcile()
@@ -249,16 +298,16 @@ def test_two_dispatchers_at_once_launch_each_run_once_and_delete_no_job(cluster,
 def test_a_lost_launch_race_keeps_the_winners_job(cluster, alice, fraud_request):
     """Two dispatchers that both pass the lease (one stale) launch one run: the loser adopts and keeps the Job."""
     run, _ = services.submit(alice, fraud_request)
-    stale = Run.objects.with_related().get(pk=run.pk)
+    stale = states.open_job(run)  # a dispatcher read the pending job, then stalled
     cluster.pause_trainers = True
     worker.dispatch()
 
-    assert worker.launch(stale) is False
+    assert worker.launch(stale, Run.objects.with_related().get(pk=run.pk)) is False
 
     run.refresh_from_db()
     assert run.status in ("submitted", "running")
     assert cluster.emulator.calls[("DELETE", "jobs")] == 0
-    assert run.job_handle["job"] in cluster.objects("jobs")
+    assert job_name_of(run) in cluster.objects("jobs")
     cluster.resume_trainers()
     assert wait_for_terminal(run, worker.reconcile).status == "succeeded"
 
@@ -271,7 +320,8 @@ def test_a_bad_data_exit_fails_at_once_with_the_trainers_reason(cluster, alice, 
 
     assert run.status == "failed"
     assert run.failure_reason.startswith("bad data: no rows left after applying the date range and filters")
-    assert cluster.jobs[run.job_handle["job"]].pods == 1  # the podFailurePolicy did not retry it
+    assert (run.current_job().status, run.current_job().cause) == ("failed", "bad_data")
+    assert cluster.jobs[job_name_of(run)].pods == 1  # the podFailurePolicy did not retry it
 
 
 def test_server_errors_and_timeouts_during_launch_are_retried(cluster, alice, fraud_request):
@@ -281,7 +331,7 @@ def test_server_errors_and_timeouts_during_launch_are_retried(cluster, alice, fr
     run = submitted(alice, fraud_request)
 
     assert run.status == "submitted"
-    assert cluster.objects("jobs") == [run.job_handle["job"]]
+    assert cluster.objects("jobs") == [job_name_of(run)]
 
 
 def test_a_cluster_that_keeps_failing_leaves_the_run_queued_for_the_next_pass(cluster, alice, fraud_request):
@@ -305,6 +355,7 @@ def test_a_forbidden_launch_fails_the_run_with_a_readable_reason(cluster, alice,
         "could not start the trainer: Railyard's service account may not create Jobs in namespace "
         "'railyard-test' (403 Forbidden); check its Role in deploy/base/rbac.yaml"
     )
+    assert (run.current_job().status, run.current_job().cause) == ("failed", "refused")
 
 
 def test_cancel_deletes_the_job_and_stops_the_trainer(
@@ -312,7 +363,7 @@ def test_cancel_deletes_the_job_and_stops_the_trainer(
 ):
     cluster.pause_trainers = True
     run = submitted(alice, fraud_request)
-    trainer = cluster.wait_running(run.job_handle["job"]).process
+    trainer = cluster.wait_running(job_name_of(run)).process
     monkeypatch.setattr(Conf, "SYNC", True)
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -323,31 +374,26 @@ def test_cancel_deletes_the_job_and_stops_the_trainer(
     trainer.wait(timeout=10)
     run.refresh_from_db()
     assert run.status == "cancelled"
+    assert (run.current_job().status, run.current_job().cause) == ("cancelled", "cancelled")
 
 
-def test_the_sweep_removes_jobs_no_active_run_owns(cluster, alice, fraud_request):
+def test_the_sweep_removes_jobs_railyard_does_not_track_and_a_pass_stops_unwanted_ones(cluster, alice, fraud_request):
     cluster.pause_trainers = True
     kept = submitted(alice, fraud_request)
     ended = submitted(alice, fraud_request)
     services.cancel(Run.objects.get(pk=ended.pk), actor="alice")  # its stop task never ran
-    stray = {
-        **manifests.job(get_executor("kubernetes").inputs(kept)),
-        "metadata": {
-            "name": "railyard-run-999-1",
-            "namespace": NAMESPACE,
-            "labels": {
-                "app.kubernetes.io/managed-by": "railyard",
-                "railyard.dev/run-id": "999",
-                "railyard.dev/attempt": "1",
-            },
-        },
-    }
+    executor = get_executor("kubernetes")
+    made = manifests.job(worker.job_inputs(kept.current_job(), kept, executor), executor.cluster)
+    labels = {"app.kubernetes.io/managed-by": "railyard", "railyard.dev/job-id": "999999"}
+    stray = {**made, "metadata": {"name": "railyard-job-999999", "namespace": NAMESPACE, "labels": labels}}
     cluster.batch.create_namespaced_job(NAMESPACE, stray)
 
-    removed = worker.sweep()
+    assert worker.sweep() == ["railyard-job-999999"]
+    worker.reconcile()  # the cancelled run's job is stopped by the next pass
 
-    assert sorted(removed) == sorted([f"railyard-run-{ended.pk}-1", "railyard-run-999-1"])
-    assert cluster.objects("jobs") == [f"railyard-run-{kept.pk}-1"]
+    assert cluster.objects("jobs") == [job_name_of(kept)]
+    assert ended.current_job().status == "cancelled"
+    assert Job.objects.get(pk=kept.current_job().pk).status in ("launched", "running")
 
 
 def test_it_reaches_the_cluster_through_kubeconfig(cluster):
@@ -371,11 +417,11 @@ def test_trainers_get_the_s3_settings_but_credentials_only_by_reference(
 
     run = submitted(alice, fraud_request)
 
-    container = cluster.job(run.job_handle["job"])["spec"]["template"]["spec"]["containers"][0]
+    container = cluster.job(job_name_of(run))["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e["value"] for e in container["env"]}
     assert (env["AWS_ENDPOINT_URL"], env["AWS_REGION"]) == ("http://minio.storage:9000", "eu-west-1")
     assert container["envFrom"] == [{"secretRef": {"name": "railyard-s3"}}]
-    assert "do-not-leak" not in json.dumps(cluster.job(run.job_handle["job"]))
+    assert "do-not-leak" not in json.dumps(cluster.job(job_name_of(run)))
     # The cpu profile's limit of 4 CPUs is the trainer's thread budget.
     assert (env["OMP_NUM_THREADS"], env["RAILYARD_TRAINER_THREADS"], env["LOKY_MAX_CPU_COUNT"]) == ("4", "4", "4")
     assert env["RAILYARD_DATA_ROOTS"] == ",".join(str(root) for root in settings.RAILYARD["DATA_ROOTS"])

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import wait_for_terminal
-from tests.kubernetes_cluster import NAMESPACE, submitted
+from tests.kubernetes_cluster import NAMESPACE, job_name_of, submitted
 from training import worker
 from training.models import Run
 
@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("workflows")]
 def test_logs_are_read_from_the_pod_while_the_trainer_runs(cluster, alice, api, fraud_request):
     cluster.pause_trainers = True
     run = submitted(alice, fraud_request)
-    cluster.wait_running(run.job_handle["job"])
+    cluster.wait_running(job_name_of(run))
     worker.reconcile()
 
     body = api.get(f"/api/v1/runs/{run.pk}/logs", {"tail": 100}).json()
@@ -37,7 +37,7 @@ def test_a_runs_log_is_read_from_its_own_pods_once_per_interval_for_all_viewers(
     cluster.pause_trainers = True
     submitted(alice, fraud_request)  # another run, whose pods the log read must not list
     run = submitted(alice, fraud_request)
-    cluster.wait_paused(run.job_handle["job"])
+    cluster.wait_paused(job_name_of(run))
     worker.reconcile()
     cluster.emulator.list_calls.clear()
     reads = cluster.emulator.calls[("FETCH", "pods")]
@@ -47,13 +47,13 @@ def test_a_runs_log_is_read_from_its_own_pods_once_per_interval_for_all_viewers(
     assert all("stage=load started" in body for body in bodies)
     assert cluster.emulator.calls[("FETCH", "pods")] == reads + 1  # one log read for five viewers
     selectors = [p.get("labelSelector") for plural, p in cluster.emulator.list_calls if plural == "pods"]
-    assert selectors == [f"app.kubernetes.io/managed-by=railyard,railyard.dev/run-id={run.pk},railyard.dev/attempt=1"]
+    assert selectors == [f"app.kubernetes.io/managed-by=railyard,railyard.dev/job-id={run.current_job().pk}"]
 
 
 def test_a_live_log_the_cluster_will_not_give_falls_back_to_the_trainers_copy(cluster, alice, api, fraud_request):
     cluster.pause_trainers = True
     run = submitted(alice, fraud_request)
-    cluster.wait_running(run.job_handle["job"])  # paused (SIGSTOP) once its live log has a line
+    cluster.wait_running(job_name_of(run))  # paused (SIGSTOP) once its live log has a line
     cluster.emulator.inject("list", "pods", 403)
 
     body = api.get(f"/api/v1/runs/{run.pk}/logs").json()
@@ -64,7 +64,7 @@ def test_a_live_log_the_cluster_will_not_give_falls_back_to_the_trainers_copy(cl
 def test_a_log_that_cannot_be_had_at_all_is_explained_not_an_error(cluster, alice, api, fraud_request):
     cluster.pause_trainers = True
     run = submitted(alice, fraud_request)
-    cluster.wait_paused(run.job_handle["job"])
+    cluster.wait_paused(job_name_of(run))
     store_log = Path(run.artifact_uri.removeprefix("file://")) / "log.txt"
     store_log.unlink(missing_ok=True)
     cluster.emulator.inject("list", "pods", 403)
@@ -80,7 +80,7 @@ def test_a_log_that_cannot_be_had_at_all_is_explained_not_an_error(cluster, alic
 
 def finished_trainer(cluster, alice, fraud_request) -> Run:
     run = submitted(alice, fraud_request)
-    cluster.wait_running(run.job_handle["job"]).process.wait()
+    cluster.wait_running(job_name_of(run)).process.wait()
     return run
 
 
@@ -116,7 +116,7 @@ def test_a_run_whose_pod_is_gone_keeps_the_trainers_copy_of_its_log(cluster, ali
     run = finished_trainer(cluster, alice, fraud_request)
     deadline = time.monotonic() + 300
     while not any(
-        c["type"] == "Complete" for c in cluster.job(run.job_handle["job"]).get("status", {}).get("conditions", [])
+        c["type"] == "Complete" for c in cluster.job(job_name_of(run)).get("status", {}).get("conditions", [])
     ):
         assert time.monotonic() < deadline
         time.sleep(0.1)

@@ -1,4 +1,4 @@
-"""The local executor: a process per run, a concurrency limit, cancel, and crashes of either side.
+"""The local executor: a process per job, a concurrency limit, cancel, and crashes of either side.
 
 Tests that must catch the trainer mid-run replace the trainer command with a process that
 sleeps, so that timing does not depend on how fast a model trains; the executor cannot tell
@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import wait_for_terminal
-from training import executors, services, worker
+from training import executors, services, states, worker
+from training.executors import JobRef, job_ref
 from training.executors.local import LocalExecutor
-from training.models import Run
+from training.models import Job, Run
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("workflows")]
 
@@ -60,14 +61,26 @@ def wait_until(predicate, timeout: float = 120.0) -> None:
     raise AssertionError("condition not reached")
 
 
+def job_of(run: Run) -> Job:
+    return run.current_job()
+
+
+def ref_of(run: Run) -> JobRef:
+    return job_ref(job_of(run))
+
+
+def handle(run: Run) -> dict:
+    return job_of(run).handle
+
+
 def running_run(alice, fraud_request) -> tuple[Run, int]:
     """A launched run and the pid of its trainer process."""
     run, _ = services.submit(alice, fraud_request)
     worker.reconcile()
     run.refresh_from_db()
     assert run.status == "running"
-    supervisor = run.job_handle["pid"]
-    log = Path(run.job_handle["work_dir"]) / "log.txt"
+    supervisor = handle(run)["pid"]
+    log = Path(handle(run)["work_dir"]) / "log.txt"
     wait_until(lambda: children(supervisor) and "training" in log.read_text())
     return run, children(supervisor)[0]
 
@@ -81,14 +94,16 @@ def test_a_killed_trainer_fails_the_run_with_a_reason(alice, fraud_request, slee
     assert run.status == "failed"
     assert run.failure_reason == "the trainer was killed by SIGKILL (the machine may have run out of memory)"
     assert run.artifacts.get(name="log.txt").size == len("training\n")
+    job = job_of(run)
+    assert (job.status, job.cause, job.message) == ("failed", "crash", run.failure_reason)
 
 
 def test_a_run_whose_processes_vanished_with_the_worker_is_failed(alice, fraud_request, sleeping_trainer):
     run, _ = running_run(alice, fraud_request)
 
     # The machine restarts: supervisor and trainer die together, and a new worker process starts.
-    os.killpg(run.job_handle["pid"], signal.SIGKILL)
-    wait_until(lambda: not alive(run.job_handle["pid"]))
+    os.killpg(handle(run)["pid"], signal.SIGKILL)
+    wait_until(lambda: not alive(handle(run)["pid"]))
     executors._instances.clear()
     worker.reconcile()
 
@@ -96,6 +111,7 @@ def test_a_run_whose_processes_vanished_with_the_worker_is_failed(alice, fraud_r
     assert run.status == "failed"
     assert "disappeared without recording an exit code" in run.failure_reason
     assert run.events.last().reason == run.failure_reason
+    assert (job_of(run).status, job_of(run).cause) == ("lost", "disappeared")
 
 
 def test_a_restarted_worker_adopts_a_trainer_that_is_still_running(alice, fraud_request):
@@ -107,6 +123,7 @@ def test_a_restarted_worker_adopts_a_trainer_that_is_still_running(alice, fraud_
 
     assert run.status == "succeeded", run.failure_reason
     assert run.events.filter(new_status="submitted").count() == 1
+    assert list(run.jobs.values_list("attempt", "status", "cause")) == [(1, "succeeded", "")]
 
 
 def test_cancel_stops_a_running_trainer(
@@ -123,7 +140,7 @@ def test_cancel_stops_a_running_trainer(
     assert not alive(trainer)
     run.refresh_from_db()
     assert run.status == "cancelled"
-    exit_file = Path(run.job_handle["work_dir"]) / "exit.json"
+    exit_file = Path(handle(run)["work_dir"]) / "exit.json"
     assert json.loads(exit_file.read_text()) == {"exit_code": -signal.SIGTERM}
     worker.reconcile()
     run.refresh_from_db()
@@ -142,21 +159,23 @@ def test_it_launches_no_more_than_the_concurrency_limit(alice, fraud_request, sl
 
     first.refresh_from_db()
     services.cancel(first, actor="alice")
-    LocalExecutor().cancel(first)
+    worker.stop(first.pk)  # the stop task that cancelling queues
+    assert job_of(first).status == "cancelled"
     worker.reconcile()
     second.refresh_from_db()
     assert second.status == "running"  # launched and observed in the same pass
-    LocalExecutor().cancel(second)
+    LocalExecutor().cancel(ref_of(second))
 
 
 def test_launching_twice_adopts_the_first_process(alice, fraud_request, sleeping_trainer):
     run, _ = services.submit(alice, fraud_request)
+    job = states.open_job(run)
     executor = LocalExecutor()
-    first = executor.launch(run)
-    second = LocalExecutor().launch(run)
+    first = executor.launch(worker.job_inputs(job, run, executor))
+    second = LocalExecutor().launch(worker.job_inputs(job, run, executor))
     assert first == second
-    run.job_handle = first
-    executor.cancel(run)
+    assert Path(first["work_dir"]) == LocalExecutor.work_dir(job.pk)
+    executor.cancel(JobRef(job.pk, first))
     assert not alive(first["pid"])
 
 
@@ -185,7 +204,7 @@ def test_a_trainer_and_its_children_die_when_the_supervisor_disappears(alice, fr
     wait_until(lambda: (tmp_path / "grandchild").exists())
     grandchild = int((tmp_path / "grandchild").read_text())
 
-    os.kill(run.job_handle["pid"], signal.SIGKILL)  # the supervisor alone
+    os.kill(handle(run)["pid"], signal.SIGKILL)  # the supervisor alone
     wait_until(lambda: not alive(trainer))  # the trainer dies with it at once
     worker.reconcile()
 
@@ -203,13 +222,15 @@ def test_a_repeated_launch_never_starts_a_second_trainer_while_the_first_supervi
     import threading
 
     run, _ = services.submit(alice, fraud_request)
-    directory = LocalExecutor().work_dir(run)
+    job = states.open_job(run)
+    directory = LocalExecutor().work_dir(job.pk)
     directory.mkdir(parents=True)
     # Play a supervisor that has started (it holds the attempt's lock) but not yet written process.json.
     lock = open(directory / "supervisor.lock", "a")  # noqa: SIM115 - held across the test
     fcntl.flock(lock, fcntl.LOCK_EX)
     adopted: list[dict] = []
-    launcher = threading.Thread(target=lambda: adopted.append(LocalExecutor().launch(run)))
+    inputs = worker.job_inputs(job, run, LocalExecutor())
+    launcher = threading.Thread(target=lambda: adopted.append(LocalExecutor().launch(inputs)))
     launcher.start()
     time.sleep(1.0)
     assert launcher.is_alive()  # waiting for the supervisor's record, not starting another
@@ -233,7 +254,7 @@ def test_a_trainer_sees_none_of_the_workers_secrets(alice, fraud_request, settin
     run, _ = services.submit(alice, fraud_request)
     run = wait_for_terminal(run, worker.reconcile)
 
-    names = set(json.loads(LocalExecutor().logs(run)))
+    names = set(json.loads(LocalExecutor().logs(ref_of(run))))
 
     assert os.environ["SECRET_KEY"]  # the worker has one
     assert "SECRET_KEY" not in names
@@ -260,7 +281,7 @@ def test_a_trainer_gets_its_profiles_cpus_or_its_share_of_the_machine(
     run, _ = services.submit(alice, fraud_request)
     run = wait_for_terminal(run, worker.reconcile)
 
-    env = json.loads(LocalExecutor().logs(run))
+    env = json.loads(LocalExecutor().logs(ref_of(run)))
 
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "LOKY_MAX_CPU_COUNT"):
         assert env[name] == str(threads)
@@ -275,4 +296,50 @@ def test_the_trainer_holds_its_thread_pools_to_its_budget(alice, fraud_request, 
     run = wait_for_terminal(run, worker.reconcile)
 
     assert run.status == "succeeded", run.failure_reason
-    assert " threads=1\n" in LocalExecutor().logs(run)
+    assert " threads=1\n" in LocalExecutor().logs(ref_of(run))
+
+
+#: A network whose second layer alone would take 115 GB: more than any profile's memory.
+HUGE_NETWORK = {"hidden_layer_sizes": [120000, 120000], "max_iter": 1}
+
+
+def out_of_memory_request(fraud_request: dict, **retry: bool) -> dict:
+    train = {**fraud_request["train"], "workflow_name": "neural_network", "custom_params": HUGE_NETWORK}
+    return {**fraud_request, "train": train, **({"retry": retry} if retry else {})}
+
+
+def test_a_trainer_out_of_memory_is_retried_once_on_the_next_larger_profile(alice, fraud_request):
+    run, _ = services.submit(alice, out_of_memory_request(fraud_request))
+
+    run = wait_for_terminal(run, worker.reconcile)
+
+    assert run.status == "failed"
+    assert run.failure_reason.startswith("out of memory: the trainer ran out of memory")
+    assert (run.attempt, run.compute_resource) == (2, "highmem")
+    assert list(run.jobs.order_by("attempt").values_list("attempt", "compute_resource", "status", "cause")) == [
+        (1, "cpu", "failed", "oom"),
+        (2, "highmem", "failed", "oom"),  # once: the largest profile has no larger one, and it was retried
+    ]
+    retried = run.events.get(new_status="queued", old_status__in=["submitted", "running"])
+    assert retried.reason == "retried on highmem after running out of memory on cpu: the trainer ran out of memory"
+    assert {a.attempt for a in run.artifacts.filter(name="error.json")} == {2}
+    assert run.artifacts.filter(name="log.txt", attempt=1).exists()
+
+
+def test_a_request_may_opt_out_of_retries_on_memory(alice, fraud_request):
+    run, _ = services.submit(alice, out_of_memory_request(fraud_request, on_oom=False))
+
+    run = wait_for_terminal(run, worker.reconcile)
+
+    assert run.status == "failed"
+    assert list(run.jobs.values_list("attempt", "compute_resource", "cause")) == [(1, "cpu", "oom")]
+
+
+def test_a_local_trainer_may_use_no_more_memory_than_its_profile_allows(alice, fraud_request, settings):
+    dump = "import resource; print(resource.getrlimit(resource.RLIMIT_AS)[0], flush=True)"
+    settings.RAILYARD = {**settings.RAILYARD, "TRAINER_COMMAND": [sys.executable, "-c", dump]}
+    run, _ = services.submit(alice, fraud_request)
+
+    run = wait_for_terminal(run, worker.reconcile)
+
+    assert int(LocalExecutor().logs(ref_of(run)).split()[0]) == 8 * 2**30  # the cpu profile's 8Gi

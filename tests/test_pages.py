@@ -10,6 +10,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import path
 
+from tests.conftest import launched
 from training import services
 from training.models import Run
 
@@ -266,7 +267,7 @@ def test_comparing_runs_highlights_the_best_and_shows_what_differs(signed_in, al
     for auc, loss, rate in ((0.81, 0.30, 0.1), (0.86, 0.25, 0.05)):
         request = {**fraud_request, "train": {**fraud_request["train"], "custom_params": {"learning_rate": rate}}}
         run = services.submit(alice, request)[0]
-        states.mark_submitted(run, {}, "local")
+        launched(run)
         states.mark_succeeded(run, {"roc_auc": auc, "log_loss": loss}, {})
         runs.append(run)
 
@@ -313,7 +314,7 @@ def test_a_sources_columns_and_types_are_offered_for_picking(signed_in, dataset,
 def succeed(run: Run, **metrics: float) -> Run:
     from training import states
 
-    states.mark_submitted(run, {}, "local")
+    launched(run)
     states.mark_succeeded(run, metrics, {})
     return run
 

@@ -159,6 +159,21 @@ CASES = {
         "project",
         "letters, digits",
     ),
+    "retry that is not an object": (
+        lambda r: r.update(retry=True),
+        "retry",
+        "Must be a JSON object",
+    ),
+    "retry on memory that is not true or false": (
+        lambda r: r.update(retry={"on_oom": "yes"}),
+        "retry.on_oom",
+        "Must be true or false",
+    ),
+    "unknown retry setting": (
+        lambda r: r.update(retry={"on_crash": True}),
+        "retry.on_crash",
+        "Unknown field",
+    ),
     "empty features list": (
         lambda r: r["data"].update(features=[]),
         "data.features",

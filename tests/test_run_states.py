@@ -1,15 +1,15 @@
-"""The run state machine: allowed moves, conditional updates, events, and races between workers."""
+"""The run and job state machines: allowed moves, conditional updates, events, and races between workers."""
 
 from __future__ import annotations
 
 import threading
 
 import pytest
-from django.db import connection
+from django.db import IntegrityError, connection
 
 from training import services, states
-from training.models import Run, RunEvent
-from training.states import RunStatus, TransitionNotAllowed
+from training.models import Job, JobRun, Run, RunEvent
+from training.states import Cause, JobStatus, RunStatus, TransitionNotAllowed
 
 pytestmark = pytest.mark.usefixtures("workflows")
 
@@ -19,37 +19,78 @@ def run(alice, fraud_request) -> Run:
     return services.submit(alice, fraud_request)[0]
 
 
+def launched(run: Run, handle: dict | None = None) -> Job:
+    job = states.open_job(run)
+    assert states.job_launched(job, handle or {})
+    run.refresh_from_db()
+    return job
+
+
 def test_it_knows_which_statuses_are_terminal():
     assert {s for s in RunStatus if s.is_terminal} == {"succeeded", "failed", "cancelled"}
     assert {s for s in RunStatus if s.is_active} == {"queued", "submitted", "running"}
+    assert {s for s in JobStatus if s.is_terminal} == {"succeeded", "failed", "lost", "cancelled"}
 
 
-def test_it_walks_a_run_through_its_life_with_an_event_per_step(run):
-    assert states.mark_submitted(run, {"pid": 1}, "local")
-    assert states.mark_running(run)
+def test_a_run_follows_its_job_through_its_life_with_an_event_per_step(run):
+    job = states.open_job(run)
+    assert (job.status, job.attempt, job.executor, job.compute_resource) == ("pending", 1, "local", "cpu")
+    assert list(job.runs.all()) == [run]
+    assert states.job_launched(job, {"pid": 1})
+    assert states.job_running(job)
+    run.refresh_from_db()
     assert states.mark_succeeded(run, metrics={"roc_auc": 0.9}, data_summary={"train_rows": 10})
+    assert states.end_job(job, JobStatus.SUCCEEDED)
 
     run.refresh_from_db()
-    assert run.status == "succeeded"
+    job.refresh_from_db()
+    assert (run.status, job.status, job.handle) == ("succeeded", "succeeded", {"pid": 1})
     assert run.metrics == {"roc_auc": 0.9}
     assert run.submitted_at <= run.started_at <= run.finished_at
+    assert job.launched_at <= job.started_at <= job.finished_at
     assert list(run.events.values_list("old_status", "new_status")) == [
         ("", "queued"),
         ("queued", "submitted"),
         ("submitted", "running"),
         ("running", "succeeded"),
     ]
+    assert list(job.events.values_list("old_status", "new_status")) == [
+        ("", "pending"),
+        ("pending", "launched"),
+        ("launched", "running"),
+        ("running", "succeeded"),
+    ]
+
+
+def test_each_attempt_of_a_run_has_exactly_one_job(run):
+    first = states.open_job(run)
+    assert states.open_job(run) == first
+    assert Job.objects.count() == 1
+    with pytest.raises(IntegrityError):
+        JobRun.objects.create(job=Job.objects.create(executor="local", compute_resource="cpu"), run=run, attempt=1)
+
+
+def test_a_refused_job_fails_its_runs_with_the_executors_words(run):
+    job = states.open_job(run)
+    assert states.job_refused(job, "could not start the trainer: no such image")
+    run.refresh_from_db()
+    job.refresh_from_db()
+    assert (run.status, run.failure_reason) == ("failed", "could not start the trainer: no such image")
+    assert (job.status, job.cause) == ("failed", Cause.REFUSED)
 
 
 def test_it_refuses_a_move_the_table_does_not_allow(run):
     with pytest.raises(TransitionNotAllowed, match="queued → running is not allowed"):
-        states.mark_running(run)
+        states.transition(run, RunStatus.RUNNING)
+    job = states.open_job(run)
+    with pytest.raises(TransitionNotAllowed, match="pending → succeeded is not allowed"):
+        states.end_job(job, JobStatus.SUCCEEDED)
     assert RunEvent.objects.filter(run=run).count() == 1
 
 
 @pytest.mark.parametrize("end", ["succeeded", "failed", "cancelled"])
 def test_terminal_states_are_final_for_the_system(run, end):
-    states.mark_submitted(run, {}, "local")
+    launched(run)
     states.transition(run, RunStatus(end))
     for target in RunStatus:
         assert not states.can_transition(end, target)
@@ -58,24 +99,31 @@ def test_terminal_states_are_final_for_the_system(run, end):
 
 
 def test_an_operator_may_change_a_terminal_state_and_it_leaves_an_event(run):
-    states.mark_submitted(run, {}, "local")
+    first = launched(run)
     states.mark_failed(run, "the node was lost")
 
     assert states.requeue(run, actor="charlie")
 
     run.refresh_from_db()
     assert (run.status, run.attempt, run.failure_reason, run.finished_at) == ("queued", 2, "", None)
+    assert run.artifact_uri.endswith(f"/runs/{run.pk}/attempt-2")
     event = run.events.last()
     assert (event.old_status, event.new_status, event.actor) == ("failed", "queued", "charlie")
+    second = states.open_job(run)
+    assert second != first
+    assert second.attempt == 2
+    assert states.carried(first) == []  # the run moved on to its next attempt
 
 
 def test_a_stale_copy_loses_the_race(run):
-    first, second = Run.objects.get(pk=run.pk), Run.objects.get(pk=run.pk)
-    assert states.mark_submitted(first, {"pid": 1}, "local")
-    assert not states.mark_submitted(second, {"pid": 2}, "local")
-    run.refresh_from_db()
-    assert run.job_handle == {"pid": 1}
+    job = states.open_job(run)
+    first, second = Job.objects.get(pk=job.pk), Job.objects.get(pk=job.pk)
+    assert states.job_launched(first, {"pid": 1})
+    assert not states.job_launched(second, {"pid": 2})
+    job.refresh_from_db()
+    assert job.handle == {"pid": 1}
     assert run.events.filter(new_status="submitted").count() == 1
+    assert job.events.filter(new_status="launched").count() == 1
 
 
 @pytest.mark.django_db(transaction=True)
@@ -84,7 +132,7 @@ def test_two_workers_racing_on_one_transition_have_exactly_one_winner(alice, cat
 
     sync(catalogue)
     run = services.submit(alice, fraud_request)[0]
-    states.mark_submitted(run, {}, "local")
+    launched(run)
     contenders = 4
     barrier = threading.Barrier(contenders)
     wins: list[bool] = []
@@ -110,9 +158,38 @@ def test_two_workers_racing_on_one_transition_have_exactly_one_winner(alice, cat
 
 
 def test_a_cancel_loses_to_a_finish_that_came_first(run):
-    states.mark_submitted(run, {}, "local")
+    launched(run)
     stale = Run.objects.get(pk=run.pk)
     states.mark_succeeded(run, {}, {})
     assert not services.cancel(stale, actor="alice")
     run.refresh_from_db()
     assert run.status == "succeeded"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_dispatchers_racing_to_open_a_runs_job_share_one(alice, catalogue, fraud_request):
+    from training.management.commands.sync_workflows import sync
+
+    sync(catalogue)
+    run = services.submit(alice, fraud_request)[0]
+    contenders = 4
+    barrier = threading.Barrier(contenders)
+    opened: list[int] = []
+
+    def contend() -> None:
+        mine = Run.objects.get(pk=run.pk)
+        barrier.wait()
+        try:
+            opened.append(states.open_job(mine).pk)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=contend) for _ in range(contenders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(opened) == contenders
+    assert len(set(opened)) == 1
+    assert JobRun.objects.filter(run=run).count() == 1

@@ -94,23 +94,23 @@ def test_a_run_reads_a_partitioned_dataset_from_s3_and_keeps_every_artifact_ther
 
     assert run.status == "succeeded", run.failure_reason
     # Finishing checked the model by its metadata (a HEAD request), and never downloaded it again.
-    model_key = f"/railyard/runs/{run.pk}/model.joblib"
+    model_key = f"/railyard/runs/{run.pk}/attempt-1/model.joblib"
     assert not any(method == "GET" and path.endswith(model_key) for method, path in s3_server.requests)
     assert any(method == "HEAD" and path.endswith(model_key) for method, path in s3_server.requests)
-    assert run.artifact_uri == f"s3://artifacts/railyard/runs/{run.pk}"
+    assert run.artifact_uri == f"s3://artifacts/railyard/runs/{run.pk}/attempt-1"
     in_range = partitioned[partitioned["date"] >= "2026-07-01"]
     assert run.data_summary["holdout_rows"] == (in_range["date"] >= "2026-10-01").sum()
     assert run.data_summary["train_rows"] == (in_range["date"] < "2026-10-01").sum()
-    listed = s3.list_objects_v2(Bucket="artifacts", Prefix=f"railyard/runs/{run.pk}/")["Contents"]
+    listed = s3.list_objects_v2(Bucket="artifacts", Prefix=f"railyard/runs/{run.pk}/attempt-1/")["Contents"]
     stored = {obj["Key"].rsplit("/", 1)[1] for obj in listed}
     artifacts = {a.name: a for a in run.artifacts.all()}
     assert set(artifacts) == stored - {"manifest.json"}
     for name, artifact in artifacts.items():
-        body = s3.get_object(Bucket="artifacts", Key=f"railyard/runs/{run.pk}/{name}")
+        body = s3.get_object(Bucket="artifacts", Key=f"railyard/runs/{run.pk}/attempt-1/{name}")
         data = body["Body"].read()
         assert hashlib.sha256(data).hexdigest() == artifact.sha256 == body["Metadata"]["sha256"]
-        assert artifact.uri == f"s3://artifacts/railyard/runs/{run.pk}/{name}"
-    log = s3.get_object(Bucket="artifacts", Key=f"railyard/runs/{run.pk}/log.txt")["Body"].read().decode()
+        assert artifact.uri == f"s3://artifacts/railyard/runs/{run.pk}/attempt-1/{name}"
+    log = s3.get_object(Bucket="artifacts", Key=f"railyard/runs/{run.pk}/attempt-1/log.txt")["Body"].read().decode()
     assert (
         f"s3://features/charges/: reading {in_range['date'].nunique()} of {partitioned['date'].nunique()} files" in log
     )

@@ -36,7 +36,7 @@ def test_it_creates_a_queued_run(api, alice, fraud_request):
     assert run.project.name == "fraud"
     assert run.workflow.name == "gradient_boosting"
     assert run.request == fraud_request
-    assert run.artifact_uri.endswith(f"/runs/{run.pk}")
+    assert run.artifact_uri.endswith(f"/runs/{run.pk}/attempt-1")
     assert list(run.events.values_list("old_status", "new_status", "actor")) == [("", "queued", "alice")]
 
 

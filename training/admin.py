@@ -10,7 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from training import services, states
-from training.models import ApiToken, Artifact, Project, Run, RunEvent, Workflow
+from training.models import ApiToken, Artifact, Job, JobEvent, JobRun, Project, Run, RunEvent, Workflow
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -30,7 +30,27 @@ class RunEventInline(ReadOnlyInline):
 
 class ArtifactInline(ReadOnlyInline):
     model = Artifact
-    readonly_fields = ["name", "size", "sha256", "content_type", "uri"]
+    readonly_fields = ["attempt", "name", "size", "sha256", "content_type", "uri"]
+
+
+class AttemptInline(ReadOnlyInline):
+    """A run's attempts: the job of each, with its status and why it ended."""
+
+    model = JobRun
+    verbose_name_plural = "attempts"
+    fields = readonly_fields = ["attempt", "job", "job_status", "job_cause", "job_message"]
+
+    @admin.display(description="status")
+    def job_status(self, membership: JobRun) -> str:
+        return membership.job.status
+
+    @admin.display(description="cause")
+    def job_cause(self, membership: JobRun) -> str:
+        return membership.job.cause
+
+    @admin.display(description="message")
+    def job_message(self, membership: JobRun) -> str:
+        return membership.job.message
 
 
 class FailureReasonForm(forms.Form):
@@ -49,7 +69,7 @@ class RunAdmin(admin.ModelAdmin):
     search_fields = ["=id", "user", "model_description", "failure_reason", "owner__username"]
     list_select_related = ["project", "workflow"]
     date_hierarchy = "created_at"
-    inlines = [RunEventInline, ArtifactInline]
+    inlines = [AttemptInline, RunEventInline, ArtifactInline]
     actions = ["cancel_runs", "mark_failed", "requeue_runs"]
     # The worker owns everything about a run's execution; operators change it through actions.
     readonly_fields = [
@@ -62,7 +82,6 @@ class RunAdmin(admin.ModelAdmin):
         "spec",
         "status",
         "executor",
-        "job_handle",
         "attempt",
         "failure_reason",
         "metrics",
@@ -117,6 +136,49 @@ class RunAdmin(admin.ModelAdmin):
         runs = list(queryset)
         done = sum(services.requeue(run, actor=request.user.get_username()) for run in runs)
         _report(self, request, "Requeued", done, len(runs))
+
+
+class JobEventInline(ReadOnlyInline):
+    model = JobEvent
+    readonly_fields = ["created_at", "old_status", "new_status", "actor", "reason"]
+
+
+class CarriedRunInline(ReadOnlyInline):
+    model = JobRun
+    verbose_name_plural = "runs"
+    fields = readonly_fields = ["run", "attempt"]
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    """Jobs are the worker's: operators read them here and act on their runs."""
+
+    list_display = ["id", "status", "cause", "executor", "attempt", "compute_resource", "launched_at", "finished_at"]
+    list_filter = ["status", "cause", "executor", "compute_resource"]
+    search_fields = ["=id", "=memberships__run__id", "message"]
+    date_hierarchy = "created_at"
+    inlines = [CarriedRunInline, JobEventInline]
+    fields = readonly_fields = [
+        "executor",
+        "attempt",
+        "compute_resource",
+        "status",
+        "cause",
+        "message",
+        "handle",
+        "lease_holder",
+        "lease_expires_at",
+        "created_at",
+        "launched_at",
+        "started_at",
+        "finished_at",
+    ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Job | None = None) -> bool:
+        return False
 
 
 @admin.register(RunEvent)

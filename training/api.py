@@ -32,6 +32,7 @@ from training.states import RunStatus
 
 #: The longest log tail the API returns at once.
 MAX_LOG_LINES = 100_000
+MAX_ATTEMPT = 10_000
 #: Page numbers past this are refused (a page past the last one is a 404).
 MAX_PAGE = 10**9
 
@@ -204,7 +205,7 @@ class RunDetail(generics.RetrieveAPIView):
     serializer_class = RunDetailSerializer
 
     def get_queryset(self):
-        return visible_runs(self.request).prefetch_related("events", "artifacts")
+        return visible_runs(self.request).with_history()
 
 
 class RunAction(APIView):
@@ -271,15 +272,24 @@ class RunLogs(RunAction):
 
 class RunArtifact(RunAction):
     @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "attempt",
+                int,
+                description="Which attempt's artifact (default: the current attempt's).",
+            )
+        ],
         responses={
             (200, "application/octet-stream"): OpenApiTypes.BINARY,
+            **INPUT_ERROR,
             **COMMON_ERRORS,
             503: OpenApiResponse(ErrorSerializer, description="The artifact store cannot serve it right now."),
-        }
+        },
     )
     def get(self, request: Request, pk: int, name: str) -> FileResponse | Response:
         run = self.run(request, pk)
-        artifact = get_object_or_404(run.artifacts, name=name)
+        attempt = whole_number(request.query_params.get("attempt", str(run.attempt)), "attempt", MAX_ATTEMPT)
+        artifact = get_object_or_404(run.artifacts, name=name, attempt=attempt)
         try:
             stream = artifacts.open_stream(artifact)
         except FileNotFoundError:

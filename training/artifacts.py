@@ -36,4 +36,5 @@ def read_json(run: Run, name: str) -> Any:
 
 
 def open_stream(artifact: Artifact) -> BinaryIO:
-    return open_store(artifact.run.artifact_uri).open(artifact.name)
+    """The artifact's content, from the folder of the attempt that wrote it."""
+    return open_store(artifact.folder_uri).open(artifact.name)

@@ -93,8 +93,9 @@ class RailyardSettings:
     def k8s_request_timeout(self) -> int:
         return self._get("K8S_REQUEST_TIMEOUT_SECONDS")
 
-    def run_artifact_uri(self, run_id: int) -> str:
-        return f"{self.artifact_store}/runs/{run_id}"
+    def run_artifact_uri(self, run_id: int, attempt: int) -> str:
+        """Each attempt of a run writes into a folder of its own, so that none overwrites another's."""
+        return f"{self.artifact_store}/runs/{run_id}/attempt-{attempt}"
 
 
 railyard = RailyardSettings()

@@ -26,12 +26,13 @@ MAX_DEPTH = 64
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 MAX_IDEMPOTENCY_KEY = 255
 
-TOP_LEVEL = {"user", "project", "model_description", "compute_resource", "data", "train"}
+TOP_LEVEL = {"user", "project", "model_description", "compute_resource", "data", "train", "retry"}
 DATA_KEYS = {"features", "date_range", "filters", "holdout_sampling"}
 SOURCE_KEYS = {"names", "source", "format", "path", "date_column", "join_on"}
 FILTER_KEYS = {"feature_name", "predicate", "feature_value"}
 HOLDOUT_KEYS = {"sampling_function", "date_range", "fraction", "seed", "stratify"}
 TRAIN_KEYS = {"workflow_name", "classifier_features", "label", "custom_params"}
+RETRY_KEYS = {"on_oom"}
 
 
 class InvalidRequest(Exception):
@@ -235,6 +236,9 @@ def validate(payload: Any, workflows: dict[str, dict] | None = None) -> dict:
         else {}
     )
     _check_train(c, train, columns, workflows)
+    retry = c.obj(request.get("retry"), "retry", RETRY_KEYS) if "retry" in request else {}
+    if not isinstance(retry.get("on_oom", True), bool):
+        c.add("retry.on_oom", "Must be true or false.")
 
     if c.errors:
         raise InvalidRequest(c.errors)
@@ -245,6 +249,7 @@ def validate(payload: Any, workflows: dict[str, dict] | None = None) -> dict:
         "compute_resource": compute,
         "data": {**data, "holdout_sampling": holdout, "filters": data.get("filters") or []},
         "train": {**train, "custom_params": train.get("custom_params") or {}},
+        "retry": {"on_oom": retry.get("on_oom", True)},
     }
 
 

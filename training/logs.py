@@ -15,10 +15,10 @@ from django.core.cache import cache
 
 from railyard_trainer.stages import STAGES
 from training import artifacts
-from training.executors import ExecutorError, get_executor
+from training.executors import ExecutorError, get_executor, job_ref
 
 if TYPE_CHECKING:
-    from training.models import Run
+    from training.models import Job, Run
 
 #: How long one read of a live log serves every viewer of the run.
 LIVE_LOG_SECONDS = 2
@@ -39,9 +39,10 @@ def progress(log: str) -> tuple[str | None, int]:
 def run_log(run: Run, tail: int) -> str:
     """The live log while the trainer runs; the stored one after, or when the live one cannot be read."""
     problem = None
-    if run.state.is_active and run.job_handle:
+    job = run.current_job() if run.state.is_active else None
+    if job is not None and job.handle:
         try:
-            if live := _live_log(run, tail):
+            if live := _live_log(job, tail):
                 return live
         except ExecutorError as exc:
             problem = exc
@@ -51,10 +52,10 @@ def run_log(run: Run, tail: int) -> str:
     return f"(the live log cannot be read right now: {problem})" if problem else ""
 
 
-def _live_log(run: Run, tail: int) -> str:
-    key = f"railyard:live-log:{run.pk}:{run.attempt}:{tail}"
+def _live_log(job: Job, tail: int) -> str:
+    key = f"railyard:live-log:job-{job.pk}:{tail}"
     text = cache.get(key)
     if text is None:
-        text = get_executor(run.executor).logs(run, tail)
+        text = get_executor(job.executor).logs(job_ref(job), tail)
         cache.set(key, text, LIVE_LOG_SECONDS)
     return text

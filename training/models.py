@@ -1,4 +1,5 @@
-"""Railyard's records: projects, the workflow catalogue, runs, their events and artifacts, API tokens."""
+"""Railyard's records: projects, the workflow catalogue, runs and the jobs that execute them, their
+events and artifacts, API tokens."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
-from training.states import ACTIVE, RunStatus
+from training.states import ACTIVE, JOB_IN_FLIGHT, Cause, JobStatus, RunStatus
 
 
 class Project(models.Model):
@@ -48,6 +49,12 @@ class RunQuerySet(models.QuerySet):
     def with_related(self) -> RunQuerySet:
         return self.select_related("project", "workflow", "owner")
 
+    def with_history(self) -> RunQuerySet:
+        """With events, attempts (jobs, oldest first) and the artifacts of every attempt."""
+        return self.with_related().prefetch_related(
+            "events", "artifacts", models.Prefetch("jobs", queryset=Job.objects.order_by("attempt", "id"))
+        )
+
 
 class Run(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="runs")
@@ -61,13 +68,14 @@ class Run(models.Model):
 
     status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED)
     executor = models.CharField(max_length=32)
-    job_handle = models.JSONField(default=dict, blank=True)
+    # The attempt the run is on; each attempt is one Job (see `jobs`), made when the run is dispatched.
     attempt = models.PositiveIntegerField(default=1)
     failure_reason = models.TextField(blank=True)
     # What the executor says while the run waits or trains (an unschedulable pod, say).
     status_message = models.CharField(max_length=1000, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
     data_summary = models.JSONField(default=dict, blank=True)
+    # Where the current attempt writes: <store>/runs/<id>/attempt-<n>.
     artifact_uri = models.CharField(max_length=1024)
     retried_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries")
 
@@ -103,6 +111,77 @@ class Run(models.Model):
             return (self.finished_at - self.started_at).total_seconds()
         return None
 
+    def current_job(self) -> Job | None:
+        """The job of the attempt the run is on, once it has been dispatched."""
+        return Job.objects.filter(memberships__run=self, memberships__attempt=self.attempt).first()
+
+    @property
+    def latest_artifacts(self) -> list[Artifact]:
+        """The current attempt's artifacts (earlier attempts keep theirs; see `artifacts`)."""
+        return [artifact for artifact in self.artifacts.all() if artifact.attempt == self.attempt]
+
+
+class JobQuerySet(models.QuerySet):
+    def in_flight(self) -> JobQuerySet:
+        return self.filter(status__in=JOB_IN_FLIGHT)
+
+
+class Job(models.Model):
+    """One execution on an executor (a local process, a Kubernetes Job) carrying one or more runs.
+
+    Its status moves only through `training.states`; its runs' statuses follow from it there.
+    """
+
+    executor = models.CharField(max_length=32)
+    attempt = models.PositiveIntegerField(default=1)
+    compute_resource = models.CharField(max_length=64)
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)
+    #: Why it ended, when it did not succeed (out of memory, bad data, …); see `states.Cause`.
+    cause = models.CharField(max_length=16, choices=Cause.choices, blank=True)
+    #: Words for people: what the job waits for, or why it ended.
+    message = models.TextField(blank=True)
+    #: What the executor needs to find it again (a pid and work folder; a Kubernetes Job name and uid).
+    handle = models.JSONField(default=dict, blank=True)
+    lease_holder = models.CharField(max_length=200, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    runs = models.ManyToManyField(Run, through="JobRun", related_name="jobs")
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    launched_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = JobQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["executor", "status"], name="job_executor_status")]
+
+    def __str__(self) -> str:
+        return f"job {self.pk} (attempt {self.attempt}, {self.status})"
+
+    @property
+    def state(self) -> JobStatus:
+        return JobStatus(self.status)
+
+
+class JobRun(models.Model):
+    """A run carried by a job, as one of the run's attempts: each attempt of a run has one job."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="memberships")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="memberships")
+    attempt = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["run", "attempt"], name="one_job_per_run_attempt"),
+            models.UniqueConstraint(fields=["job", "run"], name="run_once_per_job"),
+        ]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} attempt {self.attempt} in job {self.job_id}"
+
 
 class Lease(models.Model):
     """Work one worker does at a time (dispatching for an executor); see `training.leases`."""
@@ -132,23 +211,36 @@ class IdempotencyKey(models.Model):
         return f"{self.key} → run {self.run_id}"
 
 
-class RunEvent(models.Model):
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events")
-    old_status = models.CharField(max_length=16, choices=RunStatus.choices, blank=True)
-    new_status = models.CharField(max_length=16, choices=RunStatus.choices)
+class StatusEvent(models.Model):
+    """One transition, as `training.states` writes it beside the conditional update."""
+
     reason = models.TextField(blank=True)
     actor = models.CharField(max_length=150)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        abstract = True
         ordering = ["created_at", "id"]
 
     def __str__(self) -> str:
         return f"{self.old_status or '∅'} → {self.new_status} ({self.actor})"
 
 
+class RunEvent(StatusEvent):
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events")
+    old_status = models.CharField(max_length=16, choices=RunStatus.choices, blank=True)
+    new_status = models.CharField(max_length=16, choices=RunStatus.choices)
+
+
+class JobEvent(StatusEvent):
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="events")
+    old_status = models.CharField(max_length=16, choices=JobStatus.choices, blank=True)
+    new_status = models.CharField(max_length=16, choices=JobStatus.choices)
+
+
 class Artifact(models.Model):
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="artifacts")
+    attempt = models.PositiveIntegerField(default=1)
     name = models.CharField(max_length=255)
     uri = models.CharField(max_length=2048)
     size = models.BigIntegerField()
@@ -157,10 +249,15 @@ class Artifact(models.Model):
 
     class Meta:
         ordering = ["name"]
-        constraints = [models.UniqueConstraint(fields=["run", "name"], name="artifact_name_per_run")]
+        constraints = [models.UniqueConstraint(fields=["run", "attempt", "name"], name="artifact_name_per_run_attempt")]
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def folder_uri(self) -> str:
+        """The folder of the attempt that wrote it (older runs wrote straight into `runs/<id>`)."""
+        return self.uri.removesuffix("/" + self.name)
 
 
 def hash_token(key: str) -> str:

@@ -96,6 +96,17 @@ def run_request_schema() -> dict[str, Any]:
             "compute_resource": {"type": "string", "description": "One of GET /api/v1/compute-resources."},
             "data": data,
             "train": train,
+            "retry": _object(
+                {
+                    "on_oom": {
+                        "type": "boolean",
+                        "default": True,
+                        "description": "Retry once on the compute profile's next larger profile after running "
+                        "out of memory.",
+                    }
+                },
+                [],
+            ),
         },
         ["project", "data", "train"],
         "Railyard's training request. Strings may not hold NUL characters.",

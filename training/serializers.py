@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from training.models import Artifact, Run, RunEvent, Workflow
+from training.models import Artifact, Job, Run, RunEvent, Workflow
 
 
 class RunEventSerializer(serializers.ModelSerializer):
@@ -19,12 +20,32 @@ class ArtifactSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Artifact
-        fields = ["name", "size", "sha256", "content_type", "uri", "download_url"]
+        fields = ["name", "attempt", "size", "sha256", "content_type", "uri", "download_url"]
 
     def get_download_url(self, artifact: Artifact) -> str:
         path = reverse("api-run-artifact", args=[artifact.run_id, artifact.name])
+        if artifact.attempt != artifact.run.attempt:
+            path += f"?attempt={artifact.attempt}"
         request = self.context.get("request")
         return request.build_absolute_uri(path) if request else path
+
+
+class JobSerializer(serializers.ModelSerializer):
+    """One attempt of a run: the job that executed it."""
+
+    class Meta:
+        model = Job
+        fields = [
+            "id",
+            "attempt",
+            "executor",
+            "compute_resource",
+            "status",
+            "cause",
+            "message",
+            "started_at",
+            "finished_at",
+        ]
 
 
 class RunSerializer(serializers.ModelSerializer):
@@ -64,10 +85,31 @@ class RunSerializer(serializers.ModelSerializer):
 
 class RunDetailSerializer(RunSerializer):
     events = RunEventSerializer(many=True, read_only=True)
-    artifacts = ArtifactSerializer(many=True, read_only=True)
+    jobs = JobSerializer(many=True, read_only=True, help_text="The run's attempts, oldest first.")
+    artifacts = ArtifactSerializer(
+        source="latest_artifacts", many=True, read_only=True, help_text="The artifacts of the current attempt."
+    )
+    earlier_artifacts = serializers.SerializerMethodField(help_text="What earlier attempts wrote, newest first.")
 
     class Meta(RunSerializer.Meta):
-        fields = [*RunSerializer.Meta.fields, "request", "metrics", "data_summary", "events", "artifacts", "updated_at"]
+        fields = [
+            *RunSerializer.Meta.fields,
+            "request",
+            "metrics",
+            "data_summary",
+            "events",
+            "jobs",
+            "artifacts",
+            "earlier_artifacts",
+            "updated_at",
+        ]
+
+    @extend_schema_field(ArtifactSerializer(many=True))
+    def get_earlier_artifacts(self, run: Run) -> list[dict]:
+        earlier = sorted(
+            (a for a in run.artifacts.all() if a.attempt != run.attempt), key=lambda a: (-a.attempt, a.name)
+        )
+        return ArtifactSerializer(earlier, many=True, context=self.context).data
 
 
 class WorkflowSerializer(serializers.ModelSerializer):
@@ -92,3 +134,6 @@ class ComputeResourceSerializer(serializers.Serializer):
     node_selector = serializers.DictField(child=serializers.CharField())
     tolerations = serializers.ListField(child=serializers.DictField())
     affinity = serializers.DictField()
+    next = serializers.CharField(
+        required=False, help_text="The larger profile a run that ran out of memory here is retried on, once."
+    )

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from training import contract, states
 from training.conf import railyard
-from training.models import Artifact, IdempotencyKey, Project, Run, RunEvent, Workflow
+from training.models import IdempotencyKey, Project, Run, RunEvent, Workflow
 from training.states import RunStatus
 
 
@@ -95,7 +95,7 @@ def _create(owner: AbstractBaseUser, payload: object, clean: dict, retried_from:
             artifact_uri="",
         )
         run.spec = resolve_spec(clean, run.pk)
-        run.artifact_uri = railyard.run_artifact_uri(run.pk)
+        run.artifact_uri = railyard.run_artifact_uri(run.pk, run.attempt)
         run.save(update_fields=["spec", "artifact_uri"])
         reason = f"retry of run {retried_from.pk}" if retried_from else "submitted"
         RunEvent.objects.create(run=run, new_status=RunStatus.QUEUED, reason=reason, actor=owner.get_username())
@@ -124,7 +124,8 @@ def cancel(run: Run, actor: str) -> bool:
 
 
 def requeue(run: Run, actor: str) -> bool:
-    """An operator sends an ended run back to the queue as a new attempt; its old artifacts are dropped."""
+    """An operator sends an ended run back to the queue as a new attempt; earlier attempts keep their
+    jobs and artifacts."""
     from training import tasks
 
     if not run.state.is_terminal:
@@ -132,6 +133,5 @@ def requeue(run: Run, actor: str) -> bool:
     with transaction.atomic():
         if not states.requeue(run, actor=actor):
             return False
-        Artifact.objects.filter(run=run).delete()
         transaction.on_commit(tasks.enqueue_dispatch)
     return True

@@ -1,18 +1,21 @@
-"""A run's statuses and the transitions between them: the one place that changes `Run.status`.
+"""Statuses of runs and jobs and the moves between them: the one place that changes either.
 
-Every transition is a conditional update (`WHERE status = <expected>`) whose row count is
-checked, so two workers can never both win, and each writes a RunEvent.
+- A job is one execution on an executor; a run's attempts are its jobs. A run's status follows
+  from its job's: launching the job submits its runs, the job running runs them, and finishing a
+  job first finishes each of its runs (from their artifacts), then ends the job.
+- Every move is a conditional update (`WHERE status = <expected>`) whose row count is checked, so
+  two workers can never both win, and each writes an event row.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from django.db import models, transaction
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 if TYPE_CHECKING:
-    from training.models import Run
+    from training.models import Job, Run
 
 
 class RunStatus(models.TextChoices):
@@ -32,19 +35,60 @@ class RunStatus(models.TextChoices):
         return self in ACTIVE
 
 
+class JobStatus(models.TextChoices):
+    PENDING = "pending"  # made for a run's attempt, not yet handed to the executor
+    LAUNCHED = "launched"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    LOST = "lost"  # the executor has no trace of it any more
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return not JOB_TRANSITIONS[self]
+
+
+class Cause(models.TextChoices):
+    """Why a job did not succeed (or why it waits), as the worker and smart retries read it."""
+
+    OOM = "oom", "out of memory"
+    DEADLINE = "deadline", "over its time limit"
+    BAD_DATA = "bad_data", "bad data"
+    CRASH = "crash", "the trainer crashed"
+    DISAPPEARED = "disappeared", "disappeared"
+    CANCELLED = "cancelled", "cancelled"
+    UNSCHEDULABLE = "unschedulable", "no node can run it"
+    IMAGE_PULL = "image_pull", "the image cannot be pulled"
+    REFUSED = "refused", "the executor refused it"
+
+
 TERMINAL = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
 ACTIVE = frozenset({RunStatus.QUEUED, RunStatus.SUBMITTED, RunStatus.RUNNING})
-#: Launched and not finished: what an executor is asked to observe.
+#: Launched and not finished.
 IN_FLIGHT = frozenset({RunStatus.SUBMITTED, RunStatus.RUNNING})
+#: Handed to an executor and not finished: what a worker observes.
+JOB_IN_FLIGHT = frozenset({JobStatus.LAUNCHED, JobStatus.RUNNING})
+JOB_ACTIVE = frozenset({JobStatus.PENDING, *JOB_IN_FLIGHT})
 
 #: The transitions the system makes on its own. Leaving a terminal state takes an operator.
 TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     RunStatus.QUEUED: frozenset({RunStatus.SUBMITTED, RunStatus.FAILED, RunStatus.CANCELLED}),
-    RunStatus.SUBMITTED: frozenset({RunStatus.RUNNING, RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED}),
-    RunStatus.RUNNING: frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED}),
+    # Back to the queue from flight: a smart retry, as a new attempt (see `retry`).
+    RunStatus.SUBMITTED: frozenset(
+        {RunStatus.RUNNING, RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.QUEUED}
+    ),
+    RunStatus.RUNNING: frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.QUEUED}),
     RunStatus.SUCCEEDED: frozenset(),
     RunStatus.FAILED: frozenset(),
     RunStatus.CANCELLED: frozenset(),
+}
+_JOB_ENDS = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.LOST, JobStatus.CANCELLED})
+JOB_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.PENDING: frozenset({JobStatus.LAUNCHED, JobStatus.FAILED, JobStatus.CANCELLED}),
+    JobStatus.LAUNCHED: frozenset({JobStatus.RUNNING, *_JOB_ENDS}),
+    JobStatus.RUNNING: _JOB_ENDS,
+    **{end: frozenset() for end in _JOB_ENDS},
 }
 
 WORKER = "worker"
@@ -56,6 +100,11 @@ STAMPS = {
     RunStatus.SUCCEEDED: "finished_at",
     RunStatus.FAILED: "finished_at",
     RunStatus.CANCELLED: "finished_at",
+}
+JOB_STAMPS = {
+    JobStatus.LAUNCHED: "launched_at",
+    JobStatus.RUNNING: "started_at",
+    **dict.fromkeys(_JOB_ENDS, "finished_at"),
 }
 
 
@@ -78,10 +127,10 @@ def transition(
 ) -> bool:
     """Move `run` from the status it was read with to `new`; False if another writer got there first.
 
-    - `operator=True` allows any move (an admin fixing a job's state); it is still conditional.
-    - `fields` are written in the same update (metrics, job handle, failure reason).
+    - `operator=True` allows any move (an admin fixing a run's state); it is still conditional.
+    - `fields` are written in the same update (metrics, failure reason).
     """
-    from training.models import Run, RunEvent
+    from training.models import RunEvent
 
     old = RunStatus(run.status)
     if not operator and new not in TRANSITIONS[old]:
@@ -92,21 +141,111 @@ def transition(
         updates[STAMPS[new]] = now
     if new == RunStatus.QUEUED:
         updates.update(submitted_at=None, started_at=None, finished_at=None)
+    return _write(run, RunEvent.objects.create, "run_id", old, new, updates, reason, actor)
+
+
+def move_job(job: Job, new: JobStatus, *, reason: str = "", actor: str = WORKER, **fields: Any) -> bool:
+    """Move `job` from the status it was read with to `new`; False if another writer got there first."""
+    from training.models import JobEvent
+
+    old = JobStatus(job.status)
+    if new not in JOB_TRANSITIONS[old]:
+        raise TransitionNotAllowed(f"job {job.pk}: {old} → {new} is not allowed")
+    now = timezone.now()
+    updates = {"status": new, "updated_at": now, JOB_STAMPS[new]: now, **fields}
+    return _write(job, JobEvent.objects.create, "job_id", old, new, updates, reason, actor)
+
+
+def _write(
+    record: Run | Job,
+    write_event: Any,
+    key: str,
+    old: str,
+    new: str,
+    updates: dict[str, Any],
+    reason: str,
+    actor: str,
+) -> bool:
+    """The conditional update and its event, together or not at all; the record follows on success."""
     with transaction.atomic():
-        if not Run.objects.filter(pk=run.pk, status=old).update(**updates):
+        if not type(record).objects.filter(pk=record.pk, status=old).update(**updates):
             return False
-        RunEvent.objects.create(run_id=run.pk, old_status=old, new_status=new, reason=reason, actor=actor)
+        write_event(**{key: record.pk}, old_status=old, new_status=new, reason=reason, actor=actor)
     for name, value in updates.items():
-        setattr(run, name, value)
+        setattr(record, name, value)
     return True
 
 
-def mark_submitted(run: Run, job_handle: dict, executor: str) -> bool:
-    return transition(run, RunStatus.SUBMITTED, job_handle=job_handle, executor=executor, reason="launched")
+def carried(job: Job) -> list[Run]:
+    """The runs a job carries that are still on its attempt (a requeued run has moved on)."""
+    from training.models import Run
+
+    return list(
+        Run.objects.filter(memberships__job=job, memberships__attempt=models.F("attempt")).with_related().order_by("pk")
+    )
 
 
-def mark_running(run: Run, reason: str = "trainer started") -> bool:
-    return transition(run, RunStatus.RUNNING, reason=reason)
+# -- a job's life, and its runs' with it --------------------------------------------------------
+
+
+def open_job(run: Run) -> Job:
+    """The job of the run's current attempt, made (pending) the first time; one per attempt, by constraint."""
+    from training.models import Job, JobEvent, JobRun
+
+    existing = Job.objects.filter(memberships__run=run, memberships__attempt=run.attempt).first()
+    if existing is not None:
+        return existing
+    try:
+        with transaction.atomic():
+            job = Job.objects.create(executor=run.executor, attempt=run.attempt, compute_resource=run.compute_resource)
+            JobRun.objects.create(job=job, run=run, attempt=run.attempt)
+            JobEvent.objects.create(
+                job=job, new_status=JobStatus.PENDING, reason=f"run {run.pk}, attempt {run.attempt}", actor=WORKER
+            )
+        return job
+    except IntegrityError:  # another dispatcher made it first
+        return Job.objects.get(memberships__run=run, memberships__attempt=run.attempt)
+
+
+def job_launched(job: Job, handle: dict) -> bool:
+    """The executor accepted the job: its queued runs are submitted. False if the job had moved on."""
+    with transaction.atomic():
+        if not move_job(job, JobStatus.LAUNCHED, handle=handle, reason="launched"):
+            return False
+        for run in carried(job):
+            if run.status == RunStatus.QUEUED:
+                transition(run, RunStatus.SUBMITTED, reason=f"launched as job {job.pk}")
+    return True
+
+
+def job_running(job: Job) -> bool:
+    """The trainer started: the job's submitted runs are running."""
+    with transaction.atomic():
+        if job.status == JobStatus.LAUNCHED and not move_job(job, JobStatus.RUNNING, reason="trainer started"):
+            return False
+        changed = False
+        for run in carried(job):
+            if run.status == RunStatus.SUBMITTED:
+                changed |= transition(run, RunStatus.RUNNING, reason="trainer started")
+    return changed
+
+
+def end_job(job: Job, new: JobStatus, cause: str = "", message: str = "", actor: str = WORKER) -> bool:
+    """End a job, once each of its runs has been finished (so that a worker dying in between leaves
+    the job in flight, and the next pass finishes it again)."""
+    return move_job(job, new, reason=message or new.label, actor=actor, cause=cause, message=message[:10000])
+
+
+def job_refused(job: Job, message: str) -> bool:
+    """The executor would not start the job: it and its runs fail with the executor's words."""
+    with transaction.atomic():
+        for run in carried(job):
+            if run.state.is_active:
+                mark_failed(run, message)
+        return end_job(job, JobStatus.FAILED, Cause.REFUSED, message)
+
+
+# -- a run's own moves ---------------------------------------------------------------------------
 
 
 def mark_succeeded(run: Run, metrics: dict, data_summary: dict) -> bool:
@@ -122,16 +261,29 @@ def cancel(run: Run, actor: str, reason: str = "cancelled") -> bool:
 
 
 def requeue(run: Run, actor: str, reason: str = "requeued by an operator") -> bool:
-    """An operator's action: send a run back to the queue for another attempt."""
+    """An operator's action: send a run back to the queue for another attempt, in a folder of its own."""
+    return _next_attempt(run, reason, actor=actor, operator=True)
+
+
+def retry(run: Run, compute_resource: str, reason: str) -> bool:
+    """The system's smart retry: the run goes back to the queue as a new attempt on another profile."""
+    return _next_attempt(run, reason, compute_resource=compute_resource)
+
+
+def _next_attempt(run: Run, reason: str, actor: str = WORKER, operator: bool = False, **fields: Any) -> bool:
+    from training.conf import railyard
+
+    attempt = run.attempt + 1
     return transition(
         run,
         RunStatus.QUEUED,
         reason=reason,
         actor=actor,
-        operator=True,
-        attempt=run.attempt + 1,
-        job_handle={},
+        operator=operator,
+        attempt=attempt,
+        artifact_uri=railyard.run_artifact_uri(run.pk, attempt),
         failure_reason="",
         metrics={},
         data_summary={},
+        **fields,
     )

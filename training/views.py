@@ -98,7 +98,7 @@ def _results(run: Run) -> tuple[dict, list[dict]]:
     context = {
         "metrics": sorted(run.metrics.items()),
         "summary": run.data_summary,
-        "artifacts": list(run.artifacts.all()),
+        "artifacts": run.latest_artifacts,
         "has_charts": bool(specs),
     }
     return context, specs
@@ -116,7 +116,7 @@ def curl_command(request: HttpRequest, run: Run) -> str:
 
 @login_required
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    run = get_object_or_404(Run.objects.with_related().prefetch_related("events", "artifacts"), pk=pk)
+    run = get_object_or_404(Run.objects.with_history(), pk=pk)
     results, specs = _results(run)
     log_tail = run_log(run, LOG_TAIL_LINES)
     stage, percent = progress(log_tail)
@@ -132,6 +132,10 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "stage": stage,
             "progress": percent,
             "is_active": run.state.is_active,
+            "jobs": list(run.jobs.all()),
+            "earlier_artifacts": sorted(
+                (a for a in run.artifacts.all() if a.attempt != run.attempt), key=lambda a: (-a.attempt, a.name)
+            ),
             **results,
         },
     )

@@ -1,7 +1,8 @@
-"""The worker's loop: launch queued runs, observe in-flight ones, finish them from their artifacts.
+"""The worker's loop: launch queued runs as jobs, observe in-flight jobs, finish their runs from
+their artifacts.
 
 Slow I/O (processes, storage, the cluster API) happens outside transactions; every status change
-goes through `training.states`.
+of a run or a job goes through `training.states`.
 """
 
 from __future__ import annotations
@@ -16,21 +17,38 @@ from django.utils import timezone
 from railyard_trainer.storage import ArtifactNotFound, StoreError, open_store, sha256_hex
 from training import leases, states
 from training.conf import railyard
-from training.executors import ExecutorError, ExecutorUnavailable, JobPhase, JobState, get_executor
-from training.models import Artifact, Run
-from training.states import RunStatus
+from training.executors import (
+    Executor,
+    ExecutorError,
+    ExecutorUnavailable,
+    JobInputs,
+    JobPhase,
+    Outcome,
+    get_executor,
+    job_ref,
+)
+from training.executors.base import trainer_environment
+from training.models import Artifact, Job, Run
+from training.states import Cause, JobStatus, RunStatus
 
 log = logging.getLogger(__name__)
 
 #: How the trainer's error.json kinds read in a run's failure reason.
-ERROR_KINDS = {"bad_data": "bad data", "crash": "trainer crashed", "storage": "the artifact store failed"}
+ERROR_KINDS = {
+    "bad_data": "bad data",
+    "crash": "trainer crashed",
+    "storage": "the artifact store failed",
+    "oom": "out of memory",
+}
 
 
 def dispatch(executor_name: str | None = None) -> int:
     """Launch queued runs, oldest first, as far as the executor's capacity allows; returns how many.
 
     One dispatcher per executor at a time, by lease, whichever process it runs in (the reconcile
-    loop, a django-q task, another worker replica); the others leave the pass to it.
+    loop, a django-q task, another worker replica); the others leave the pass to it. Each run's
+    attempt gets one job (by constraint), and launching a job twice adopts it, so a dispatcher that
+    dies half way leaves nothing the next cannot finish.
     """
     executor = get_executor(executor_name or railyard.executor)
     launched = 0
@@ -44,14 +62,14 @@ def dispatch(executor_name: str | None = None) -> int:
             .order_by("created_at", "id")
         )
         if capacity is not None:
-            in_flight = Run.objects.filter(status__in=states.IN_FLIGHT, executor=executor.name).count()
+            in_flight = Job.objects.filter(executor=executor.name).in_flight().count()
             queued = queued[: max(capacity - in_flight, 0)]
         for run in list(queued):
             if not lease.renew():
                 log.warning("dispatching for %s stopped: the lease passed to another worker", executor.name)
                 break
             try:
-                launched += launch(run)
+                launched += launch(states.open_job(run), run)
             except ExecutorUnavailable as exc:
                 # The backend is down: the other queued runs would only wait out the same retries.
                 log.warning("launching run %s postponed: %s", run.pk, exc)
@@ -65,79 +83,157 @@ def note(run: Run, message: str) -> None:
     Run.objects.filter(pk=run.pk, status=run.status).update(status_message=message[:1000])
 
 
-def launch(run: Run) -> bool:
-    """Start the run's job; ExecutorUnavailable means try again on a later pass."""
-    executor = get_executor(run.executor)
+def job_inputs(job: Job, run: Run, executor: Executor) -> JobInputs:
+    """What the executor needs to start the job, as plain values."""
+    profile = railyard.compute_resources[job.compute_resource]
+    roots = [str(root) for root in railyard.data_roots]
+    return JobInputs(
+        job_id=job.pk,
+        attempt=job.attempt,
+        run_id=run.pk,
+        spec=run.spec,
+        artifact_uri=run.artifact_uri,
+        project=run.project.name,
+        workflow=run.workflow.name,
+        compute_resource=job.compute_resource,
+        profile=profile,
+        image=railyard.trainer_image,
+        timeout_seconds=railyard.run_timeout,
+        env=trainer_environment(executor.trainer_settings, roots, executor.threads(profile)),
+    )
+
+
+def launch(job: Job, run: Run) -> bool:
+    """Start a pending job; ExecutorUnavailable means try again on a later pass."""
+    if job.status != JobStatus.PENDING:
+        return False  # another dispatcher launched it
+    executor = get_executor(job.executor)
     try:
-        handle = executor.launch(run)
+        handle = executor.launch(job_inputs(job, run, executor))
     except ExecutorUnavailable:
         raise
     except Exception as exc:
-        log.exception("launching run %s failed", run.pk)
-        return states.mark_failed(run, f"could not start the trainer: {exc}")
-    if states.mark_submitted(run, handle, executor.name):
-        return True
-    # Someone else moved the run meanwhile. Stop the job only when it is no longer wanted (the run
-    # was cancelled or requeued as a new attempt); a job whose run is still active is never deleted.
-    attempt = run.attempt
-    run.refresh_from_db(fields=["status", "attempt"])
-    if run.state.is_terminal or run.attempt != attempt:
-        executor.cancel(Run(pk=run.pk, job_handle=handle, attempt=attempt))
-    return False
+        log.exception("launching job %s (run %s) failed", job.pk, run.pk)
+        states.job_refused(job, f"could not start the trainer: {exc}")
+        return False
+    if not states.job_launched(job, handle):
+        # Another launcher got there first; it adopted this very job (same name, same folder).
+        return False
+    # A run cancelled meanwhile no longer wants its job.
+    if not any(carried.state.is_active for carried in states.carried(job)):
+        stop_job(job, [])
+    return True
 
 
 def reconcile(executor_name: str | None = None) -> dict[str, int]:
-    """One pass: dispatch queued runs, then observe every in-flight run of the executor at once."""
+    """One pass: dispatch queued runs, then observe every in-flight job of the executor at once."""
     executor = get_executor(executor_name or railyard.executor)
     counts = {"launched": dispatch(executor.name), "running": 0, "finished": 0}
-    in_flight = list(Run.objects.filter(status__in=states.IN_FLIGHT, executor=executor.name).with_related())
-    if not in_flight:
+    jobs = list(Job.objects.filter(executor=executor.name).in_flight().order_by("pk"))
+    if not jobs:
         return counts
     try:
-        observed = executor.observe(in_flight)
+        observed = executor.observe([job_ref(job) for job in jobs])
     except ExecutorUnavailable as exc:
-        log.warning("observing %d run(s) postponed: %s", len(in_flight), exc)
+        log.warning("observing %d job(s) postponed: %s", len(jobs), exc)
         return counts
-    for run in in_flight:
-        state = observed.get(run.pk, JobState(JobPhase.MISSING, "the executor reported nothing"))
+    for job in jobs:
+        outcome = observed.get(job.pk, Outcome(JobPhase.FAILED, Cause.DISAPPEARED, "the executor reported nothing"))
         try:
-            changed = apply(run, state)
+            changed = apply(job, outcome)
         except StoreError as exc:
-            log.warning("run %s: the artifact store failed, trying again next pass: %s", run.pk, exc)
+            log.warning("job %s: the artifact store failed, trying again next pass: %s", job.pk, exc)
             continue
         except LogNotReady as exc:
-            log.warning("run %s: finishing it waits for its log: %s", run.pk, exc)
+            log.warning("job %s: finishing it waits for its log: %s", job.pk, exc)
             continue
         if changed:
-            key = "running" if state.phase in (JobPhase.PENDING, JobPhase.RUNNING) else "finished"
+            key = "running" if outcome.phase in (JobPhase.PENDING, JobPhase.RUNNING) else "finished"
             counts[key] += 1
     counts["launched"] += dispatch(executor.name) if counts["finished"] else 0
     return counts
 
 
-def apply(run: Run, state: JobState) -> bool:
-    """Turn what the executor saw into a transition; True if the run changed."""
-    if state.phase == JobPhase.RUNNING:
-        if not get_executor(run.executor).enforces_deadline and _timed_out(run):
-            get_executor(run.executor).cancel(run)
-            return _fail(run, f"the run exceeded its time limit of {railyard.run_timeout} seconds")
-        return run.status == RunStatus.SUBMITTED and states.mark_running(run)
-    if state.phase == JobPhase.PENDING:
-        if state.reason != run.status_message:
-            note(run, state.reason)
+def apply(job: Job, outcome: Outcome) -> bool:
+    """Turn what the executor saw into transitions of the job and its runs; True if anything changed.
+
+    The runs are finished first and the job last, so that a worker dying in between leaves the
+    job in flight and the next pass finishes it again (finished runs are skipped).
+    """
+    runs = states.carried(job)
+    if not any(run.state.is_active for run in runs):
+        return stop_job(job, runs)  # its runs were cancelled (or requeued) while it ran
+    if outcome.phase == JobPhase.RUNNING:
+        if not get_executor(job.executor).enforces_deadline and _timed_out(job):
+            get_executor(job.executor).cancel(job_ref(job))
+            deadline = f"the run exceeded its time limit of {railyard.run_timeout} seconds"
+            return fail_job(job, runs, Outcome(JobPhase.FAILED, Cause.DEADLINE, deadline))
+        return states.job_running(job)
+    if outcome.phase == JobPhase.PENDING:
+        if outcome.message != job.message:
+            Job.objects.filter(pk=job.pk, status=job.status).update(message=outcome.message)
+            for run in runs:
+                note(run, outcome.message)
         return False
-    if state.phase == JobPhase.SUCCEEDED:
-        return finish_succeeded(run)
-    # FAILED, or MISSING: the executor reports a job as missing only once it is sure it is gone.
-    return _fail(run, state.reason)
+    if outcome.phase == JobPhase.SUCCEEDED:
+        for run in runs:
+            if run.state.is_active:
+                finish_succeeded(job, run)
+        return states.end_job(job, JobStatus.SUCCEEDED)
+    return fail_job(job, runs, outcome)
 
 
-def _timed_out(run: Run) -> bool:
-    started = run.started_at or run.submitted_at
+def _timed_out(job: Job) -> bool:
+    started = job.started_at or job.launched_at
     return started is not None and timezone.now() - started > timedelta(seconds=railyard.run_timeout)
 
 
-def _fail(run: Run, reason: str) -> bool:
+def fail_job(job: Job, runs: list[Run], outcome: Outcome) -> bool:
+    """Fail each of the job's active runs with the trainer's own reason (or retry it on a larger
+    profile when it ran out of memory), then end the job."""
+    cause = outcome.cause or Cause.CRASH
+    for run in runs:
+        if not run.state.is_active:
+            continue
+        larger = _larger_profile(job, run) if cause == Cause.OOM else None
+        if larger is None:
+            _fail(job, run, outcome.message)
+            continue
+        _keep_log(job, run)
+        states.retry(
+            run,
+            larger,
+            f"retried on {larger} after running out of memory on {job.compute_resource}: {outcome.message}",
+        )
+    status = JobStatus.LOST if cause == Cause.DISAPPEARED else JobStatus.FAILED
+    return states.end_job(job, status, cause, outcome.message)
+
+
+def _larger_profile(job: Job, run: Run) -> str | None:
+    """The profile to retry a run on after it ran out of memory: the next larger one, once, unless
+    the request opted out (`retry.on_oom: false`)."""
+    larger = railyard.compute_resources.get(job.compute_resource, {}).get("next")
+    if not larger or larger not in railyard.compute_resources:
+        return None
+    if (run.spec.get("retry") or {}).get("on_oom") is False:
+        return None
+    retried = Job.objects.filter(memberships__run=run, cause=Cause.OOM).exclude(pk=job.pk).exists()
+    return None if retried else larger
+
+
+def stop_job(job: Job, runs: list[Run]) -> bool:
+    """Stop a job no run wants any more; the cancelled runs keep the log it wrote."""
+    get_executor(job.executor).cancel(job_ref(job))
+    for run in runs:
+        if run.status == RunStatus.CANCELLED:
+            try:
+                _keep_log(job, run)
+            except LogNotReady as exc:
+                log.warning("the log of cancelled run %s could not be kept: %s", run.pk, exc)
+    return states.end_job(job, JobStatus.CANCELLED, Cause.CANCELLED, "its runs were cancelled")
+
+
+def _fail(job: Job, run: Run, reason: str) -> bool:
     """Fail a run with the trainer's own reason when it left one, and keep what it wrote."""
     store = open_store(run.artifact_uri)
     for name in ("spec.json", "error.json"):
@@ -150,29 +246,29 @@ def _fail(run: Run, reason: str) -> bool:
             error = json.loads(raw)
             kind = ERROR_KINDS.get(error.get("kind"), "trainer crashed")
             reason = f"{kind}: {error.get('message', reason)}"
-    _keep_log(run)
+    _keep_log(job, run)
     return states.mark_failed(run, reason)
 
 
-def finish_succeeded(run: Run) -> bool:
+def finish_succeeded(job: Job, run: Run) -> bool:
     """Check the trainer's manifest and checksums, record artifacts and metrics, then succeed."""
     store = open_store(run.artifact_uri)
     try:
         manifest = json.loads(store.get("manifest.json"))
     except ArtifactNotFound:
-        return _fail(run, "the trainer exited successfully but wrote no manifest.json")
+        return _fail(job, run, "the trainer exited successfully but wrote no manifest.json")
     artifacts = manifest["artifacts"]
     for entry in artifacts:
         # What the store says of each file (a HEAD on S3), never the model downloaded again.
         try:
             size, recorded = store.describe(entry["name"])
         except ArtifactNotFound:
-            return _fail(run, f"artifact {entry['name']} is listed in manifest.json but missing from the store")
+            return _fail(job, run, f"artifact {entry['name']} is listed in manifest.json but missing from the store")
         if size != entry["size"] or (recorded is not None and recorded != entry["sha256"]):
-            return _fail(run, f"artifact {entry['name']} does not match its recorded size and sha256")
+            return _fail(job, run, f"artifact {entry['name']} does not match its recorded size and sha256")
     metrics = json.loads(store.get("metrics.json"))
     summary = json.loads(store.get("metadata.json")).get("data_summary", {})
-    log_artifact = _keep_log(run)
+    log_artifact = _keep_log(job, run)
     with transaction.atomic():
         for entry in artifacts:
             _save_artifact(run, entry)
@@ -181,7 +277,7 @@ def finish_succeeded(run: Run) -> bool:
         return states.mark_succeeded(run, metrics=metrics, data_summary=summary)
 
 
-def _keep_log(run: Run) -> dict | None:
+def _keep_log(job: Job, run: Run) -> dict | None:
     """Keep the trainer's full log among the run's artifacts as log.txt.
 
     - The executor's log (a pod's, or the local process's) is the whole story; when it cannot be
@@ -192,7 +288,7 @@ def _keep_log(run: Run) -> dict | None:
     store = open_store(run.artifact_uri)
     problem: ExecutorError | None = None
     try:
-        text = get_executor(run.executor).logs(run)
+        text = get_executor(job.executor).logs(job_ref(job))
     except ExecutorError as exc:
         text, problem = "", exc
     if text:
@@ -201,15 +297,15 @@ def _keep_log(run: Run) -> dict | None:
         try:
             entry = _entry(run, "log.txt", store.get("log.txt"), "text/plain; charset=utf-8")
         except ArtifactNotFound:
-            if isinstance(problem, ExecutorUnavailable) and _still_waiting(run):
+            if isinstance(problem, ExecutorUnavailable) and _still_waiting(job, run):
                 raise LogNotReady(str(problem)) from problem
-            _LOG_WAITS.pop((run.pk, run.attempt), None)
+            _LOG_WAITS.pop((job.pk, run.pk), None)
             if problem:
                 log.warning("the log of run %s could not be kept: %s", run.pk, problem)
             return None
         if problem:
             log.warning("run %s: kept the trainer's own copy of its log; the executor's failed: %s", run.pk, problem)
-    _LOG_WAITS.pop((run.pk, run.attempt), None)
+    _LOG_WAITS.pop((job.pk, run.pk), None)
     _save_artifact(run, entry)
     return entry
 
@@ -223,8 +319,8 @@ LOG_WAIT = timedelta(minutes=10)
 _LOG_WAITS: dict[tuple[int, int], datetime] = {}
 
 
-def _still_waiting(run: Run) -> bool:
-    first = _LOG_WAITS.setdefault((run.pk, run.attempt), timezone.now())
+def _still_waiting(job: Job, run: Run) -> bool:
+    first = _LOG_WAITS.setdefault((job.pk, run.pk), timezone.now())
     return timezone.now() - first < LOG_WAIT
 
 
@@ -241,15 +337,16 @@ def _entry(run: Run, name: str, data: bytes, content_type: str) -> dict:
 def _save_artifact(run: Run, entry: dict) -> None:
     Artifact.objects.update_or_create(
         run=run,
+        attempt=run.attempt,
         name=entry["name"],
         defaults={k: entry[k] for k in ("uri", "size", "sha256", "content_type")},
     )
 
 
 def sweep(executor_name: str | None = None) -> list[str]:
-    """Remove jobs that no active run owns (their runs ended, or never existed)."""
+    """Remove the executor's jobs that Railyard no longer tracks as active (their jobs ended)."""
     executor = get_executor(executor_name or railyard.executor)
-    keep = set(Run.objects.active().filter(executor=executor.name).values_list("pk", "attempt"))
+    keep = set(Job.objects.filter(executor=executor.name, status__in=states.JOB_ACTIVE).values_list("pk", flat=True))
     try:
         return executor.sweep(keep)
     except ExecutorUnavailable as exc:
@@ -260,9 +357,6 @@ def sweep(executor_name: str | None = None) -> list[str]:
 def stop(run_id: int) -> None:
     """Stop the job of a run that was cancelled."""
     run = Run.objects.get(pk=run_id)
-    executor = get_executor(run.executor)
-    executor.cancel(run)
-    try:
-        _keep_log(run)
-    except LogNotReady as exc:
-        log.warning("the log of cancelled run %s could not be kept: %s", run.pk, exc)
+    job = run.current_job()
+    if job is not None and not job.state.is_terminal:
+        stop_job(job, [run])

@@ -1,6 +1,7 @@
 """`python -m railyard_trainer train --spec SPEC.json --out URI` and `... workflows`.
 
-Exit codes: 0 success, 65 the spec or data cannot train (the message says why), 70 a crash.
+Exit codes: 0 success, 65 the spec or data cannot train (the message says why), 70 a crash,
+71 out of memory.
 On failure `error.json` is written to the store when it can be, so the reason outlives the log.
 """
 
@@ -15,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from railyard_trainer.errors import EXIT_BAD_DATA, EXIT_CRASH, EXIT_OK, BadDataError
+from railyard_trainer.errors import EXIT_BAD_DATA, EXIT_CRASH, EXIT_OK, EXIT_OUT_OF_MEMORY, BadDataError
 from railyard_trainer.stages import THREADS_ENV, StoredLog, log
 from railyard_trainer.storage import ArtifactStore, StoreError, open_store
 
@@ -50,6 +51,9 @@ def _train_into(args: argparse.Namespace, store: ArtifactStore) -> int:
     except StoreError as exc:
         # The store failing is not the data's fault: exit like a crash, so that a Job retries it.
         kind, code, message = "storage", EXIT_CRASH, str(exc)
+    except MemoryError as exc:
+        kind, code = "oom", EXIT_OUT_OF_MEMORY
+        message = f"the trainer ran out of memory{': ' + str(exc) if str(exc) else ''}"
     except (BadDataError, OSError, json.JSONDecodeError) as exc:
         kind, code, message = "bad_data", EXIT_BAD_DATA, str(exc)
     except Exception as exc:  # noqa: BLE001 - every crash must leave a reason behind

@@ -7,6 +7,8 @@ EXIT_OK = 0
 EXIT_BAD_DATA = 65
 #: The trainer itself broke (sysexits' EX_SOFTWARE): a bug, not the user's data.
 EXIT_CRASH = 70
+#: The trainer ran out of memory (sysexits' EX_OSERR): a larger compute profile may help.
+EXIT_OUT_OF_MEMORY = 71
 
 
 class BadDataError(Exception):

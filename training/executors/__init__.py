@@ -1,10 +1,33 @@
-"""Executors start the trainer for a run and report on it; the worker talks only to this interface."""
+"""Executors start the trainer for a job and report on it; the worker talks only to this interface."""
 
 from __future__ import annotations
 
-from training.executors.base import Executor, ExecutorError, ExecutorUnavailable, JobPhase, JobState
+from typing import TYPE_CHECKING
 
-__all__ = ["Executor", "ExecutorError", "ExecutorUnavailable", "JobPhase", "JobState", "get_executor"]
+from training.executors.base import (
+    Executor,
+    ExecutorError,
+    ExecutorUnavailable,
+    JobInputs,
+    JobPhase,
+    JobRef,
+    Outcome,
+)
+
+if TYPE_CHECKING:
+    from training.models import Job
+
+__all__ = [
+    "Executor",
+    "ExecutorError",
+    "ExecutorUnavailable",
+    "JobInputs",
+    "JobPhase",
+    "JobRef",
+    "Outcome",
+    "get_executor",
+    "job_ref",
+]
 
 _instances: dict[str, Executor] = {}
 
@@ -23,3 +46,8 @@ def get_executor(name: str) -> Executor:
         else:
             raise ValueError(f"unknown executor {name!r} (RAILYARD_EXECUTOR)")
     return _instances[name]
+
+
+def job_ref(job: Job) -> JobRef:
+    """A job as its executor finds it again, with nothing of the database."""
+    return JobRef(job.pk, job.handle, job.compute_resource, job.launched_at)

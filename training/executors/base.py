@@ -1,19 +1,17 @@
-"""The executor interface: launch, observe many at once, cancel, read logs; what a trainer may see."""
+"""The executor interface: plain job inputs in, outcomes out (launch, observe many at once, cancel,
+read logs); and what a trainer may see of the worker's settings."""
 
 from __future__ import annotations
 
 import enum
 import os
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from railyard_trainer.paths import ROOTS_ENV
 from railyard_trainer.stages import THREADS_ENV
-
-if TYPE_CHECKING:
-    from training.models import Run
-
+from training.states import Cause
 
 #: The worker's settings that a trainer needs too: where S3 is, locale, the BLAS kernel to use.
 #: Nothing else of the worker's environment (SECRET_KEY, DATABASE_URL, …) ever reaches a trainer.
@@ -68,19 +66,80 @@ def profile_cpus(profile: dict) -> int:
     return max(1, int(cpus))
 
 
+#: Binary and decimal suffixes of Kubernetes quantities.
+QUANTITY_SUFFIXES = {
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+}
+
+
+def profile_memory(profile: dict) -> int | None:
+    """The bytes of memory a compute profile allows (its limit: '8Gi', '512M', '1073741824'), if any."""
+    quantity = str(profile.get("limits", {}).get("memory") or "").strip()
+    for suffix, factor in QUANTITY_SUFFIXES.items():
+        if quantity.endswith(suffix):
+            quantity, scale = quantity.removesuffix(suffix), factor
+            break
+    else:
+        scale = 1
+    try:
+        return int(float(quantity) * scale) if quantity else None
+    except ValueError:
+        return None
+
+
 class JobPhase(enum.StrEnum):
     PENDING = "pending"  # accepted, not yet running
     RUNNING = "running"
     SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    MISSING = "missing"  # the executor knows no job for the run
+    FAILED = "failed"  # the cause says how (`disappeared` when the executor has no trace of it)
 
 
 @dataclass(frozen=True)
-class JobState:
+class Outcome:
+    """What an executor saw of a job: its phase, a cause from `states.Cause` when it failed (or what
+    it waits for), and words for people."""
+
     phase: JobPhase
-    reason: str = ""
+    cause: Cause | None = None
+    message: str = ""
     exit_code: int | None = None
+
+
+@dataclass(frozen=True)
+class JobInputs:
+    """Everything an executor needs to start a job, with no database behind it."""
+
+    job_id: int
+    attempt: int
+    run_id: int
+    #: The run's resolved spec, and the folder its attempt writes into.
+    spec: dict
+    artifact_uri: str
+    project: str
+    workflow: str
+    compute_resource: str
+    profile: dict
+    image: str
+    timeout_seconds: int
+    #: Plain settings for the trainer (a region, an endpoint, its thread budget).
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobRef:
+    """A launched job as an executor finds it again: its id, its handle, and when it was launched."""
+
+    job_id: int
+    handle: dict
+    compute_resource: str = ""
+    launched_at: datetime | None = None
 
 
 class ExecutorError(Exception):
@@ -93,29 +152,35 @@ class ExecutorUnavailable(ExecutorError):
 
 class Executor(ABC):
     name: str
-    #: Whether the backend stops a run at its time limit itself (a Job's activeDeadlineSeconds).
+    #: The worker's settings its trainers get (see `trainer_environment`).
+    trainer_settings: tuple[str, ...] = TRAINER_SETTINGS
+    #: Whether the backend stops a job at its time limit itself (a Job's activeDeadlineSeconds).
     enforces_deadline: bool = False
 
     def capacity(self) -> int | None:
-        """How many runs may be in flight at once; None for no limit."""
+        """How many jobs may be in flight at once; None for no limit."""
         return None
 
-    @abstractmethod
-    def launch(self, run: Run) -> dict:
-        """Start the trainer for the run and return its job handle; repeating it adopts the same job."""
+    def threads(self, profile: dict) -> int:
+        """How many threads a trainer with this compute profile may use."""
+        return profile_cpus(profile)
 
     @abstractmethod
-    def observe(self, runs: list[Run]) -> dict[int, JobState]:
-        """The state of every given run's job, in one pass."""
+    def launch(self, job: JobInputs) -> dict:
+        """Start the job's trainer and return its handle; repeating it adopts the same job."""
 
     @abstractmethod
-    def cancel(self, run: Run) -> None:
-        """Stop the run's job if it still runs."""
+    def observe(self, jobs: list[JobRef]) -> dict[int, Outcome]:
+        """The outcome so far of every given job, by job id, in one pass."""
 
     @abstractmethod
-    def logs(self, run: Run, tail: int | None = None) -> str:
+    def cancel(self, job: JobRef) -> None:
+        """Stop the job if it still runs."""
+
+    @abstractmethod
+    def logs(self, job: JobRef, tail: int | None = None) -> str:
         """The trainer's log so far (its last `tail` lines)."""
 
-    def sweep(self, keep: set[tuple[int, int]]) -> list[str]:
-        """Remove jobs whose (run id, attempt) is not in `keep`; returns what was removed."""
+    def sweep(self, keep: set[int]) -> list[str]:
+        """Remove jobs whose id is not in `keep`; returns what was removed."""
         return []

@@ -1,11 +1,11 @@
-"""The local executor: each run's trainer is a subprocess on this machine.
+"""The local executor: each job's trainer is a subprocess on this machine.
 
-- Every attempt has a work directory `<WORK_DIR>/<run id>/attempt-<n>/` holding the spec, the log,
-  the supervisor's pid (written by the supervisor before the trainer starts) and, once the trainer
+- Every job has a work directory `<WORK_DIR>/jobs/<job id>/` holding the spec, the log, the
+  supervisor's pid (written by the supervisor before the trainer starts) and, once the trainer
   ends, its exit code.
 - A trainer sees only the settings it needs (`trainer_environment`), never the worker's secrets.
 - The supervisor runs in a session of its own: cancel signals the whole group, and a restarted
-  worker finds the run again through the work directory.
+  worker finds the job again through the work directory.
 """
 
 from __future__ import annotations
@@ -21,23 +21,23 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from railyard_trainer.errors import EXIT_BAD_DATA, EXIT_OUT_OF_MEMORY
 from training.conf import railyard
 from training.executors.base import (
     LOCAL_TRAINER_SETTINGS,
     TRAINER_SETTINGS,
     Executor,
     ExecutorError,
+    JobInputs,
     JobPhase,
-    JobState,
+    JobRef,
+    Outcome,
     profile_cpus,
-    trainer_environment,
+    profile_memory,
 )
 from training.executors.supervisor import start_ticks
-
-if TYPE_CHECKING:
-    from training.models import Run
+from training.states import Cause
 
 SUPERVISOR = Path(__file__).with_name("supervisor.py")
 CANCEL_GRACE_SECONDS = 10
@@ -49,26 +49,34 @@ def describe_exit(code: int) -> str:
         name = signal.Signals(-code).name
         hint = " (the machine may have run out of memory)" if -code == signal.SIGKILL else ""
         return f"the trainer was killed by {name}{hint}"
+    if code == EXIT_OUT_OF_MEMORY:
+        return "the trainer ran out of memory"
     return f"the trainer exited with code {code}"
+
+
+def exit_cause(code: int) -> Cause:
+    return {EXIT_BAD_DATA: Cause.BAD_DATA, EXIT_OUT_OF_MEMORY: Cause.OOM}.get(code, Cause.CRASH)
 
 
 class LocalExecutor(Executor):
     name = "local"
+    trainer_settings = TRAINER_SETTINGS + LOCAL_TRAINER_SETTINGS
 
     def capacity(self) -> int:
         return railyard.local_concurrency
 
-    def threads(self, run: Run) -> int:
+    def threads(self, profile: dict) -> int:
         """The profile's CPUs, but no more than a fair share of this machine's cores among the trainers
         that may run at once."""
         share = max(1, (os.cpu_count() or 1) // railyard.local_concurrency)
-        return min(profile_cpus(railyard.compute_resources[run.compute_resource]), share)
+        return min(profile_cpus(profile), share)
 
-    def work_dir(self, run: Run) -> Path:
-        return railyard.work_dir / str(run.pk) / f"attempt-{run.attempt}"
+    @staticmethod
+    def work_dir(job_id: int) -> Path:
+        return railyard.work_dir / "jobs" / str(job_id)
 
-    def launch(self, run: Run) -> dict:
-        directory = self.work_dir(run)
+    def launch(self, job: JobInputs) -> dict:
+        directory = self.work_dir(job.job_id)
         directory.mkdir(parents=True, exist_ok=True)
         # The attempt's lock is held by its supervisor for as long as it lives (it inherits this
         # open file), so a launch repeated after a worker died adopts the trainer it started.
@@ -80,24 +88,27 @@ class LocalExecutor(Executor):
             if (directory / "process.json").exists():
                 return json.loads((directory / "process.json").read_text())  # it ran; observing says how
             spec_file = directory / "spec.json"
-            spec_file.write_text(json.dumps(run.spec))
-            command = [*railyard.trainer_command, "train", "--spec", str(spec_file), "--out", run.artifact_uri]
-            roots = [str(root) for root in railyard.data_roots]
-            env = trainer_environment(TRAINER_SETTINGS + LOCAL_TRAINER_SETTINGS, roots, self.threads(run))
+            spec_file.write_text(json.dumps(job.spec))
+            command = [*railyard.trainer_command, "train", "--spec", str(spec_file), "--out", job.artifact_uri]
             with open(directory / "log.txt", "ab") as log:
                 process = subprocess.Popen(
-                    [sys.executable, str(SUPERVISOR), str(directory), "--", *command],
+                    [sys.executable, str(SUPERVISOR), str(directory), *self._memory_limit(job), "--", *command],
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     cwd=directory,
-                    env={**env, "PYTHONUNBUFFERED": "1", "RAILYARD_RUN_ID": str(run.pk)},
+                    env={**job.env, "PYTHONUNBUFFERED": "1", "RAILYARD_RUN_ID": str(job.run_id)},
                     start_new_session=True,
                     pass_fds=(lock.fileno(),),
                 )
         # Reap the supervisor when it ends so it never lingers as a zombie of this process.
         threading.Thread(target=process.wait, daemon=True).start()
         return self._handle(directory, process)
+
+    @staticmethod
+    def _memory_limit(job: JobInputs) -> list[str]:
+        memory = profile_memory(job.profile)
+        return ["--memory", str(memory)] if memory else []
 
     def _handle(self, directory: Path, process: subprocess.Popen | None = None) -> dict:
         """The handle the attempt's supervisor writes before it starts the trainer."""
@@ -110,23 +121,24 @@ class LocalExecutor(Executor):
             time.sleep(0.01)
         raise ExecutorError(f"the trainer's supervisor did not start within {SUPERVISOR_START_SECONDS} seconds")
 
-    def _state(self, handle: dict) -> JobState:
+    def _outcome(self, handle: dict) -> Outcome:
         directory = Path(handle["work_dir"])
         exit_file = directory / "exit.json"
         if exit_file.exists():
             code = json.loads(exit_file.read_text())["exit_code"]
             if code == 0:
-                return JobState(JobPhase.SUCCEEDED, exit_code=0)
-            return JobState(JobPhase.FAILED, describe_exit(code), exit_code=code)
+                return Outcome(JobPhase.SUCCEEDED, exit_code=0)
+            return Outcome(JobPhase.FAILED, exit_cause(code), describe_exit(code), exit_code=code)
         if self._alive(handle):
-            return JobState(JobPhase.RUNNING)
+            return Outcome(JobPhase.RUNNING)
         # Re-check: the trainer may have finished between the two looks.
         if exit_file.exists():
-            return self._state(handle)
+            return self._outcome(handle)
         # The supervisor is gone without a word: whatever it left running must not write into the run.
         self._kill_leftovers(handle)
-        return JobState(
-            JobPhase.MISSING,
+        return Outcome(
+            JobPhase.FAILED,
+            Cause.DISAPPEARED,
             "the trainer process disappeared without recording an exit code (was the worker or the machine restarted?)",
         )
 
@@ -161,17 +173,16 @@ class LocalExecutor(Executor):
         expected = handle.get("start_ticks")
         return expected is None or start_ticks(pid) == expected
 
-    def observe(self, runs: list[Run]) -> dict[int, JobState]:
-        states = {}
-        for run in runs:
-            if not run.job_handle:
-                states[run.pk] = JobState(JobPhase.MISSING, "the run has no job handle")
-            else:
-                states[run.pk] = self._state(run.job_handle)
-        return states
+    def observe(self, jobs: list[JobRef]) -> dict[int, Outcome]:
+        return {
+            job.job_id: self._outcome(job.handle)
+            if job.handle
+            else Outcome(JobPhase.FAILED, Cause.DISAPPEARED, "the job has no handle")
+            for job in jobs
+        }
 
-    def cancel(self, run: Run) -> None:
-        handle = run.job_handle or {}
+    def cancel(self, job: JobRef) -> None:
+        handle = job.handle or {}
         if not self._alive(handle):
             return
         for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -183,8 +194,8 @@ class LocalExecutor(Executor):
                     return
                 time.sleep(0.1)
 
-    def logs(self, run: Run, tail: int | None = None) -> str:
-        directory = Path(run.job_handle["work_dir"]) if run.job_handle else self.work_dir(run)
+    def logs(self, job: JobRef, tail: int | None = None) -> str:
+        directory = Path(job.handle["work_dir"]) if job.handle else self.work_dir(job.job_id)
         try:
             with open(directory / "log.txt", errors="replace") as fh:
                 lines = deque(fh, maxlen=tail) if tail else fh.readlines()
