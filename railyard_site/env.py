@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -86,3 +87,12 @@ def sqlite_database(path: Path) -> dict:
         # A file, not memory, so that a worker process started by a test sees the test database.
         "TEST": {"NAME": str(path.with_name(f"test_{path.name}"))},
     }
+
+
+def env_command(name: str, default: list[str]) -> list[str]:
+    """A command line, split as a shell would (`nice -n 10 python -m railyard_trainer`)."""
+    raw = os.environ.get(name, "").strip()
+    try:
+        return shlex.split(raw) if raw else list(default)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a command line: {exc}") from None

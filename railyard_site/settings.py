@@ -10,6 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 from railyard_site.env import (
     database_from_url,
     env_bool,
+    env_command,
     env_int,
     env_list,
     env_str,
@@ -152,10 +153,13 @@ RAILYARD = {
     "WORK_DIR": Path(env_str("RAILYARD_WORK_DIR", str(VAR_DIR / "work"))).absolute(),
     "LOCAL_CONCURRENCY": env_int("RAILYARD_LOCAL_CONCURRENCY", 2, minimum=1),
     "RECONCILE_INTERVAL_SECONDS": env_int("RAILYARD_RECONCILE_INTERVAL", 2, minimum=1),
+    # How long a worker's claim on work (dispatching, a job to launch or observe) outlives its last
+    # renewal: a worker killed at any point hands its work over after this long.
+    "LEASE_SECONDS": env_int("RAILYARD_LEASE_SECONDS", 30, minimum=2),
     "RUN_TIMEOUT_SECONDS": env_int("RAILYARD_RUN_TIMEOUT", 6 * 3600, minimum=60),
     # How long an Idempotency-Key keeps answering with the run it made (Stripe's 24 hours).
     "IDEMPOTENCY_KEY_TTL_HOURS": env_int("RAILYARD_IDEMPOTENCY_KEY_TTL_HOURS", 24, minimum=1),
-    "TRAINER_COMMAND": [sys.executable, "-m", "railyard_trainer"],
+    "TRAINER_COMMAND": env_command("RAILYARD_TRAINER_COMMAND", [sys.executable, "-m", "railyard_trainer"]),
     # The Kubernetes executor (RAILYARD_EXECUTOR=kubernetes). The cluster is found through the
     # in-cluster service account, else KUBECONFIG or ~/.kube/config.
     "K8S_NAMESPACE": env_str("RAILYARD_K8S_NAMESPACE", "railyard"),

@@ -19,6 +19,7 @@ import itertools
 import json
 import logging
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -45,6 +46,12 @@ def _matches(labels: dict[str, str], selector: str) -> bool:
     return True
 
 
+def _from_railyard(request: Any) -> bool:
+    """Railyard's clients carry the kubeconfig's token; the test controller's do not."""
+    headers = {k.lower(): v for k, v in (request.headers or {}).items()}
+    return headers.get("authorization") == "Bearer test-token"
+
+
 class Emulator(kmock.KubernetesEmulator):
     """kmock's emulator with what a real API server would also do for Railyard."""
 
@@ -56,6 +63,11 @@ class Emulator(kmock.KubernetesEmulator):
         self.calls: collections.Counter[tuple[str, str]] = collections.Counter()  # (action, plural)
         # Names that Railyard's listings (those with a label selector) leave out: a stale or lagging list.
         self.hidden: set[str] = set()
+        # The share of Railyard's requests (those with its token) that fail at random: half answer 500,
+        # a quarter never answer in time, a quarter are carried out but answered too late.
+        self.fault_rate = 0.0
+        self.random = random.Random(20261125)
+        self.created_jobs: collections.Counter[str] = collections.Counter()  # every Job name ever created
 
     def inject(self, action: str, plural: str, status: int | None, times: int = 1) -> None:
         """Answer the next `times` requests of this kind with `status` (None: never answer in time)."""
@@ -63,6 +75,15 @@ class Emulator(kmock.KubernetesEmulator):
 
     async def _handle(self, request: Any) -> Any:
         try:
+            late = False
+            if self.fault_rate and request.resource is not None and _from_railyard(request):
+                draw = self.random.random()
+                if draw < self.fault_rate / 2:
+                    raise kmock.KubernetesError(status=500, reason="Injected", message="injected fault")
+                if draw < self.fault_rate * 3 / 4:
+                    await asyncio.sleep(30)  # longer than the client's request timeout
+                    raise kmock.KubernetesError(status=500, reason="Injected", message="injected fault")
+                late = draw < self.fault_rate
             if request.resource is not None:
                 fault = next(
                     (f for f in self.faults if f[0] == request.action.value and f[1] == request.resource.plural), None
@@ -81,7 +102,12 @@ class Emulator(kmock.KubernetesEmulator):
                     if request.action == enums.action.CREATE:
                         meta.setdefault("uid", str(uuid.uuid4()))
                         meta.setdefault("creationTimestamp", NOW())
-            return await super()._handle(request)
+            answer = await super()._handle(request)
+            if request.action == enums.action.CREATE and request.resource and request.resource.plural == "jobs":
+                self.created_jobs[request.data["metadata"]["name"]] += 1
+            if late:
+                await asyncio.sleep(30)  # done, but the client has given up waiting for the answer
+            return answer
         except kmock.KubernetesError as exc:
             return await self._render_error(exc)
 
@@ -137,8 +163,10 @@ class JobRun:
 class Cluster:
     """The API server on a local port, and the controller running Jobs as local processes."""
 
-    def __init__(self, workdir: Path, namespace: str):
+    def __init__(self, workdir: Path, namespace: str, run_jobs: bool = True):
         self.workdir = workdir
+        # Without it the API server alone: Jobs are stored and listed, nothing runs them (benchmarks).
+        self.run_jobs = run_jobs
         self.namespace = namespace
         self.emulator = Emulator()
         self.emulator.resources["v1/pods"] = {}
@@ -180,12 +208,14 @@ class Cluster:
         self.api = client.ApiClient(client.Configuration(host=self.url))
         self.batch, self.core = client.BatchV1Api(self.api), client.CoreV1Api(self.api)
         self._controller = threading.Thread(target=self._control, daemon=True)
-        self._controller.start()
+        if self.run_jobs:
+            self._controller.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
-        self._controller.join(10)
+        if self._controller.is_alive():
+            self._controller.join(10)
         for run in self.jobs.values():
             self._kill(run)
 

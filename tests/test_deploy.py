@@ -66,7 +66,9 @@ def test_the_worker_may_do_only_what_launching_and_following_jobs_needs():
         (("",), ("pods",)): {"get", "list"},
         (("",), ("pods/log",)): {"get"},
     }
-    worker = by_kind_name("Deployment", "railyard-worker")["spec"]["template"]["spec"]
+    deployment = by_kind_name("Deployment", "railyard-worker")["spec"]
+    assert deployment["replicas"] == 2  # replicas share the work by leases
+    worker = deployment["template"]["spec"]
     assert worker["serviceAccountName"] == "railyard-worker"
     assert worker["containers"][0]["command"] == ["python", "manage.py", "run_worker"]
 

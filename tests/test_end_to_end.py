@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 import requests
 from django.conf import settings
-from django.db import connection
 from sklearn.metrics import roc_auc_score
 
 from tests.conftest import launched, wait_for_terminal
+from tests.workers import start_worker, worker_env
 from training import worker
 from training.models import ApiToken, Run
 
@@ -113,37 +113,6 @@ def test_a_run_whose_artifact_changed_after_the_trainer_wrote_it_fails(alice, wo
     run.refresh_from_db()
     assert run.status == "failed"
     assert run.failure_reason == "artifact model.joblib does not match its recorded size and sha256"
-
-
-def worker_env(tmp_path: Path) -> dict[str, str]:
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        url = f"sqlite:///{db['NAME']}"
-    else:
-        url = f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-    return {
-        **os.environ,
-        "DATABASE_URL": url,
-        "RAILYARD_ARTIFACT_STORE": settings.RAILYARD["ARTIFACT_STORE"],
-        "RAILYARD_WORK_DIR": str(settings.RAILYARD["WORK_DIR"]),
-        "RAILYARD_DATA_DIR": str(settings.RAILYARD["DATA_DIR"]),
-        "RAILYARD_RECONCILE_INTERVAL": "1",
-        "RAILYARD_WORKER_PROCESSES": "1",
-        "PYTHONUNBUFFERED": "1",
-    }
-
-
-def start_worker(tmp_path: Path, **options: object) -> subprocess.Popen:
-    """`manage.py run_worker` as its own process, logging to tmp_path/worker.log."""
-    log = open(tmp_path / "worker.log", "w+")  # noqa: SIM115 - the process writes it until it ends
-    return subprocess.Popen(
-        [sys.executable, "manage.py", "run_worker"],
-        cwd=settings.BASE_DIR,
-        env=worker_env(tmp_path),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        **options,
-    )
 
 
 def test_the_worker_process_runs_a_submitted_run_and_stops_on_sigterm(

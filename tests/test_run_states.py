@@ -193,3 +193,21 @@ def test_dispatchers_racing_to_open_a_runs_job_share_one(alice, catalogue, fraud
     assert len(opened) == contenders
     assert len(set(opened)) == 1
     assert JobRun.objects.filter(run=run).count() == 1
+
+
+@pytest.mark.parametrize(("phase", "ended"), [("succeeded", "succeeded"), ("failed", "failed")])
+def test_a_job_whose_runs_a_dead_worker_finished_ends_as_its_executor_says(run, phase, ended):
+    from training import worker
+    from training.executors import JobPhase, Outcome
+
+    job = states.open_job(run)
+    states.job_launched(job, {})
+    run.refresh_from_db()
+    states.mark_succeeded(run, {}, {})  # the worker finished the run, and died before ending the job
+
+    assert worker.apply(job, Outcome(JobPhase(phase), Cause.CRASH if phase == "failed" else None))
+
+    job.refresh_from_db()
+    assert job.status == ended  # not taken for a job whose runs were cancelled
+    run.refresh_from_db()
+    assert run.status == "succeeded"

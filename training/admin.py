@@ -9,7 +9,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from training import services, states
+from training import access, services, states
 from training.models import ApiToken, Artifact, Job, JobEvent, JobRun, Project, Run, RunEvent, Workflow
 
 
@@ -99,6 +99,9 @@ class RunAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Run]:
+        return access.runs_for(request.user).select_related("project", "workflow")
+
     @admin.action(description="Cancel selected runs")
     def cancel_runs(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
         runs = list(queryset)
@@ -179,6 +182,9 @@ class JobAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Job | None = None) -> bool:
         return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
+        return access.jobs_for(request.user)
 
 
 @admin.register(RunEvent)

@@ -17,9 +17,9 @@ from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from railyard_trainer.storage import StoreError
-from training import artifacts, contract, logs, services
+from training import access, artifacts, contract, logs, services
 from training.conf import railyard
-from training.models import Run, Workflow
+from training.models import Run, RunQuerySet, Workflow
 from training.openapi import run_request_schema
 from training.serializers import (
     ComputeResourceSerializer,
@@ -138,8 +138,8 @@ COMMON_ERRORS = {
 INPUT_ERROR = {400: OpenApiResponse(ErrorSerializer, description="The input is refused; `errors` names each field.")}
 
 
-def visible_runs(request: Request):
-    return Run.objects.with_related()
+def visible_runs(request: Request) -> RunQuerySet:
+    return access.runs_for(request.user).with_related()
 
 
 class RunList(generics.ListAPIView):

@@ -42,6 +42,10 @@ class RailyardSettings:
         return self._get("RECONCILE_INTERVAL_SECONDS")
 
     @property
+    def lease_ttl(self) -> timedelta:
+        return timedelta(seconds=self._get("LEASE_SECONDS"))
+
+    @property
     def run_timeout(self) -> int:
         return self._get("RUN_TIMEOUT_SECONDS")
 

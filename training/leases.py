@@ -1,8 +1,15 @@
-"""Leases: a named piece of work held by one worker at a time, handed over when its holder goes quiet.
+"""Leases: work held by one worker at a time, handed over when its holder goes quiet.
 
-A lease is a row claimed by a conditional update (free, expired, or already ours), so it works the
-same on PostgreSQL and SQLite and holds no transaction open while the holder does slow I/O. A
-holder renews it as it goes; a holder that dies simply lets it expire.
+- A named lease (dispatching for an executor) is a row claimed by a conditional update (free,
+  expired, or already ours), so it works the same on PostgreSQL and SQLite and holds no
+  transaction open while the holder does slow I/O.
+- A job's lease (its `lease_holder` and `lease_expires_at`) says which worker launches it, or
+  observes and finishes it while it is in flight. Workers take free or expired job leases with
+  `SELECT … FOR UPDATE SKIP LOCKED` on PostgreSQL, so several replicas share the jobs without
+  waiting on each other; SQLite has no row locks, so it runs one worker.
+
+A holder renews what it holds as it goes; a holder that dies simply lets it expire
+(`RAILYARD_LEASE_SECONDS`).
 """
 
 from __future__ import annotations
@@ -12,32 +19,42 @@ import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from training.models import Lease
+from training import states
+from training.conf import railyard
+from training.models import Job, JobRun, Lease, Run
+from training.states import JOB_ACTIVE, JobStatus, RunStatus
 
-#: Renewed before every launch. A launch that outlasts it (the cluster's retries) is still safe:
-#: a second launcher of the same attempt adopts its job. A killed holder blocks others this long.
-DEFAULT_TTL = timedelta(seconds=30)
+_process_holder: tuple[int, str] | None = None
 
 
 def new_holder() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def acquire(name: str, holder: str, ttl: timedelta = DEFAULT_TTL) -> bool:
+def process_holder() -> str:
+    """This process's name as a holder of job leases (a forked child gets a name of its own)."""
+    global _process_holder
+    if _process_holder is None or _process_holder[0] != os.getpid():
+        _process_holder = (os.getpid(), new_holder())
+    return _process_holder[1]
+
+
+def acquire(name: str, holder: str, ttl: timedelta | None = None) -> bool:
     """Take or renew the lease; False while another live holder has it."""
     now = timezone.now()
+    expires = now + (ttl or railyard.lease_ttl)
     claimable = Q(holder=holder) | Q(holder="") | Q(expires_at__lt=now)
-    if Lease.objects.filter(claimable, name=name).update(holder=holder, expires_at=now + ttl):
+    if Lease.objects.filter(claimable, name=name).update(holder=holder, expires_at=expires):
         return True
     try:
         with transaction.atomic():
-            Lease.objects.create(name=name, holder=holder, expires_at=now + ttl)
+            Lease.objects.create(name=name, holder=holder, expires_at=expires)
         return True
     except IntegrityError:
         return False  # it exists, and another holder has it
@@ -48,14 +65,14 @@ def release(name: str, holder: str) -> None:
 
 
 @contextmanager
-def held(name: str, ttl: timedelta = DEFAULT_TTL) -> Iterator[Renewal | None]:
+def held(name: str, ttl: timedelta | None = None) -> Iterator[Renewal | None]:
     """The lease while the block runs (a `Renewal` to call between steps), or None if someone else has it."""
     holder = new_holder()
     if not acquire(name, holder, ttl):
         yield None
         return
     try:
-        yield Renewal(name, holder, ttl)
+        yield Renewal(name, holder, ttl or railyard.lease_ttl)
     finally:
         release(name, holder)
 
@@ -69,3 +86,66 @@ class Renewal:
         return bool(
             Lease.objects.filter(name=self.name, holder=self.holder).update(expires_at=timezone.now() + self.ttl)
         )
+
+
+# -- job leases -----------------------------------------------------------------------------------
+
+
+def _free(now: datetime) -> Q:
+    return Q(lease_holder="") | Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now)
+
+
+def take_job(job: Job, holder: str) -> bool:
+    """Hold a job (free, expired, or ours already) for the next lease period; False if another holds it."""
+    now = timezone.now()
+    taken = (
+        Job.objects.filter(pk=job.pk, status=job.status)
+        .filter(_free(now) | Q(lease_holder=holder))
+        .update(lease_holder=holder, lease_expires_at=now + railyard.lease_ttl)
+    )
+    if taken:
+        job.lease_holder, job.lease_expires_at = holder, now + railyard.lease_ttl
+    return bool(taken)
+
+
+def claim_queued(executor: str, holder: str, most: int) -> list[tuple[Job, Run]]:
+    """Up to `most` queued runs, oldest first, each with the job of its attempt (made if need be)
+    held for launching. Runs another dispatcher is claiming or launching are skipped, not waited for."""
+    now = timezone.now()
+    launching = JobRun.objects.filter(
+        run=OuterRef("pk"), attempt=OuterRef("attempt"), job__status=JobStatus.PENDING, job__lease_expires_at__gt=now
+    )
+    claimed = []
+    with transaction.atomic():
+        runs = (
+            Run.objects.filter(status=RunStatus.QUEUED, executor=executor)
+            .filter(~Exists(launching))
+            .with_related()
+            .order_by("created_at", "id")
+            .select_for_update(skip_locked=True, of=("self",))
+        )
+        for run in runs[:most]:
+            job = states.open_job(run)
+            if job.status == JobStatus.PENDING and take_job(job, holder):
+                claimed.append((job, run))
+    return claimed
+
+
+def claim_in_flight(executor: str, holder: str, most: int) -> list[Job]:
+    """The executor's in-flight jobs this holder observes: those it held, renewed, and free or expired
+    ones taken over (at most `most` in all), oldest first."""
+    now = timezone.now()
+    expires = now + railyard.lease_ttl
+    in_flight = Job.objects.filter(executor=executor).in_flight()
+    in_flight.filter(lease_holder=holder).update(lease_expires_at=expires)
+    with transaction.atomic():
+        free = in_flight.filter(_free(now)).order_by("pk").select_for_update(skip_locked=True)
+        wanted = list(free.values_list("pk", flat=True)[:most])
+        # Conditional again: without row locks (SQLite) another worker may have taken some meanwhile.
+        Job.objects.filter(pk__in=wanted).filter(_free(now)).update(lease_holder=holder, lease_expires_at=expires)
+    return list(in_flight.filter(lease_holder=holder).order_by("pk")[:most])
+
+
+def release_jobs(holder: str) -> int:
+    """Hand every job this holder has over at once (a worker stopping cleanly)."""
+    return Job.objects.filter(lease_holder=holder, status__in=JOB_ACTIVE).update(lease_holder="", lease_expires_at=None)

@@ -115,10 +115,9 @@ def cancel(run: Run, actor: str) -> bool:
 
     if run.state.is_terminal:
         return False
-    launched = run.status in states.IN_FLIGHT
     if not states.cancel(run, actor=actor, reason=f"cancelled by {actor}"):
         return False
-    if launched:
+    if run.memberships.filter(attempt=run.attempt).exists():  # it has a job (launched, or about to be)
         transaction.on_commit(lambda: tasks.enqueue_stop(run.pk))
     return True
 

@@ -210,7 +210,8 @@ def open_job(run: Run) -> Job:
 def job_launched(job: Job, handle: dict) -> bool:
     """The executor accepted the job: its queued runs are submitted. False if the job had moved on."""
     with transaction.atomic():
-        if not move_job(job, JobStatus.LAUNCHED, handle=handle, reason="launched"):
+        # Launched, it is free for any worker to observe (see `leases.claim_in_flight`).
+        if not move_job(job, JobStatus.LAUNCHED, handle=handle, reason="launched", lease_holder=""):
             return False
         for run in carried(job):
             if run.status == RunStatus.QUEUED:

@@ -7,6 +7,7 @@ from datetime import date
 from functools import lru_cache
 
 from django.contrib import messages
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.db.models import Count, Q
@@ -17,7 +18,7 @@ from django.urls import reverse
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_POST
 
-from training import artifacts, charts, compare, services
+from training import access, artifacts, charts, compare, services
 from training.conf import railyard
 from training.forms import LaunchForm, initial_from_request
 from training.logs import progress, run_log
@@ -30,12 +31,14 @@ STATUS_COUNTS_SECONDS = 15
 FILTERS = {"status": "status", "project": "project__name", "workflow": "workflow__name", "user": "user"}
 
 
-def status_counts() -> dict[str, int]:
-    """Runs per status, cached briefly: counting a large table on every page view is not worth it."""
-    counts = cache.get("railyard:status-counts")
+def status_counts(user: AbstractBaseUser) -> dict[str, int]:
+    """The user's visible runs per status, cached briefly: counting a large table on every page view
+    is not worth it."""
+    key = f"railyard:status-counts:{user.pk}"
+    counts = cache.get(key)
     if counts is None:
-        counts = dict(Run.objects.order_by().values_list("status").annotate(n=Count("id")))
-        cache.set("railyard:status-counts", counts, STATUS_COUNTS_SECONDS)
+        counts = dict(access.runs_for(user).order_by().values_list("status").annotate(n=Count("id")))
+        cache.set(key, counts, STATUS_COUNTS_SECONDS)
     return {status: counts.get(status, 0) for status in RunStatus.values}
 
 
@@ -56,7 +59,7 @@ def _date(value: str) -> date | None:
 @login_required
 def run_list(request: HttpRequest) -> HttpResponse:
     """Newest first, paged by a cursor (the last id seen), so no page counts the whole table."""
-    runs = Run.objects.with_related().order_by("-id")
+    runs = access.runs_for(request.user).with_related().order_by("-id")
     filters: dict[str, str] = {}
     for param, field in FILTERS.items():
         if value := request.GET.get(param, "").strip():
@@ -83,7 +86,7 @@ def run_list(request: HttpRequest) -> HttpResponse:
             "next_cursor": page[PAGE_SIZE - 1].pk if len(page) > PAGE_SIZE else None,
             "paged": cursor is not None,
             "filters": filters,
-            "counts": status_counts(),
+            "counts": status_counts(request.user),
             "statuses": RunStatus.choices,
             "projects": Project.objects.values_list("name", flat=True),
             "workflows": Workflow.objects.values_list("name", flat=True),
@@ -116,7 +119,7 @@ def curl_command(request: HttpRequest, run: Run) -> str:
 
 @login_required
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    run = get_object_or_404(Run.objects.with_history(), pk=pk)
+    run = get_object_or_404(access.runs_for(request.user).with_history(), pk=pk)
     results, specs = _results(run)
     log_tail = run_log(run, LOG_TAIL_LINES)
     stage, percent = progress(log_tail)
@@ -144,7 +147,7 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def run_live(request: HttpRequest, pk: int) -> JsonResponse:
     """What the run page needs to follow a run without reloading."""
-    run = get_object_or_404(Run.objects.with_related().prefetch_related("artifacts"), pk=pk)
+    run = get_object_or_404(access.runs_for(request.user).with_related().prefetch_related("artifacts"), pk=pk)
     log_tail = run_log(run, LOG_TAIL_LINES)
     stage, percent = progress(log_tail)
     body = {
@@ -167,7 +170,8 @@ def run_live(request: HttpRequest, pk: int) -> JsonResponse:
 def run_statuses(request: HttpRequest) -> JsonResponse:
     """The statuses of the runs a list shows, so that its active rows can update themselves."""
     ids = [pk for pk in map(_id, request.GET.get("ids", "").split(",")) if pk is not None][:100]
-    return JsonResponse({str(pk): status for pk, status in Run.objects.filter(pk__in=ids).values_list("pk", "status")})
+    visible = access.runs_for(request.user).filter(pk__in=ids)
+    return JsonResponse({str(pk): status for pk, status in visible.values_list("pk", "status")})
 
 
 @login_required
@@ -176,8 +180,11 @@ def compare_runs(request: HttpRequest) -> HttpResponse:
     if not 2 <= len(set(ids)) <= 6:
         messages.error(request, "Pick between 2 and 6 runs to compare.")
         return redirect("runs")
-    found = {run.pk: run for run in Run.objects.with_related().filter(pk__in=ids)}
+    found = {run.pk: run for run in access.runs_for(request.user).with_related().filter(pk__in=ids)}
     runs = [found[pk] for pk in dict.fromkeys(ids) if pk in found]
+    if len(runs) < 2:
+        messages.error(request, "Those runs do not exist (or are not yours to see); pick at least 2.")
+        return redirect("runs")
     evaluations = [
         artifacts.read_json(run, "evaluation.json") if run.status == RunStatus.SUCCEEDED else None for run in runs
     ]
@@ -197,7 +204,7 @@ def compare_runs(request: HttpRequest) -> HttpResponse:
 def launch(request: HttpRequest) -> HttpResponse:
     initial = {}
     if (clone := _id(request.GET.get("clone", ""))) is not None:
-        initial = initial_from_request(get_object_or_404(Run, pk=clone).request)
+        initial = initial_from_request(get_object_or_404(access.runs_for(request.user), pk=clone).request)
     form = LaunchForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         run, _ = services.submit(request.user, form.request_payload)
@@ -214,7 +221,7 @@ def launch(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def cancel(request: HttpRequest, pk: int) -> HttpResponse:
-    run = get_object_or_404(Run, pk=pk)
+    run = get_object_or_404(access.runs_for(request.user), pk=pk)
     if services.cancel(run, actor=request.user.get_username()):
         messages.success(request, f"Run {run.pk} cancelled.")
     else:
@@ -225,7 +232,7 @@ def cancel(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def retry(request: HttpRequest, pk: int) -> HttpResponse:
-    new_run = services.retry(get_object_or_404(Run, pk=pk), request.user)
+    new_run = services.retry(get_object_or_404(access.runs_for(request.user), pk=pk), request.user)
     messages.success(request, f"Run {new_run.pk} queued as a retry of run {pk}.")
     return redirect(new_run)
 
@@ -286,7 +293,8 @@ def _runs_page(request: HttpRequest, heading: str, runs, metric: str, **context:
 
 @login_required
 def workflow_list(request: HttpRequest) -> HttpResponse:
-    workflows = Workflow.objects.annotate(run_count=Count("runs")).order_by("-is_available", "name")
+    visible = Q(runs__in=access.runs_for(request.user))
+    workflows = Workflow.objects.annotate(run_count=Count("runs", filter=visible)).order_by("-is_available", "name")
     return render(request, "training/workflows.html", {"workflows": workflows})
 
 
@@ -296,7 +304,7 @@ def workflow_detail(request: HttpRequest, name: str) -> HttpResponse:
     return _runs_page(
         request,
         f"Workflow {workflow.name}",
-        workflow.runs.all(),
+        access.runs_for(request.user).filter(workflow=workflow),
         TREND_METRICS.get(workflow.task, "roc_auc"),
         workflow=workflow,
         filter_url=f"{reverse('runs')}?workflow={workflow.name}",
@@ -305,7 +313,8 @@ def workflow_detail(request: HttpRequest, name: str) -> HttpResponse:
 
 @login_required
 def project_list(request: HttpRequest) -> HttpResponse:
-    projects = Project.objects.annotate(run_count=Count("runs")).order_by("name")
+    visible = Q(runs__in=access.runs_for(request.user))
+    projects = Project.objects.annotate(run_count=Count("runs", filter=visible)).order_by("name")
     return render(request, "training/projects.html", {"projects": projects})
 
 
@@ -315,7 +324,7 @@ def project_detail(request: HttpRequest, name: str) -> HttpResponse:
     return _runs_page(
         request,
         f"Project {project.name}",
-        project.runs.all(),
+        access.runs_for(request.user).filter(project=project),
         request.GET.get("metric", "roc_auc"),
         filter_url=f"{reverse('runs')}?project={project.name}",
     )

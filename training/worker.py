@@ -42,39 +42,58 @@ ERROR_KINDS = {
 }
 
 
+#: Queued runs claimed at a time; each batch is one short transaction, its launches happen after it.
+DISPATCH_BATCH = 50
+#: In-flight jobs one worker observes at most in a pass.
+MOST_OBSERVED = 20_000
+
+
 def dispatch(executor_name: str | None = None) -> int:
     """Launch queued runs, oldest first, as far as the executor's capacity allows; returns how many.
 
-    One dispatcher per executor at a time, by lease, whichever process it runs in (the reconcile
-    loop, a django-q task, another worker replica); the others leave the pass to it. Each run's
-    attempt gets one job (by constraint), and launching a job twice adopts it, so a dispatcher that
-    dies half way leaves nothing the next cannot finish.
+    Any number of dispatchers may run at once (reconcile loops and django-q tasks on every worker
+    replica): each claims a batch of queued runs with their attempts' jobs (`leases.claim_queued`)
+    and launches them. An executor with a capacity limit dispatches under the `dispatch:<executor>`
+    lease instead, one dispatcher at a time, so that counting what is in flight and claiming agree.
+    Launching a job twice adopts it, so a dispatcher that dies half way leaves nothing the next
+    cannot finish once its claim expires.
     """
     executor = get_executor(executor_name or railyard.executor)
-    launched = 0
+    capacity = executor.capacity()
+    if capacity is None:
+        return _dispatch(executor, room=None)
     with leases.held(f"dispatch:{executor.name}") as lease:
         if lease is None:
             return 0
-        capacity = executor.capacity()
-        queued = (
-            Run.objects.filter(status=RunStatus.QUEUED, executor=executor.name)
-            .with_related()
-            .order_by("created_at", "id")
-        )
-        if capacity is not None:
-            in_flight = Job.objects.filter(executor=executor.name).in_flight().count()
-            queued = queued[: max(capacity - in_flight, 0)]
-        for run in list(queued):
-            if not lease.renew():
-                log.warning("dispatching for %s stopped: the lease passed to another worker", executor.name)
+        in_flight = Job.objects.filter(executor=executor.name).in_flight().count()
+        return _dispatch(executor, room=max(capacity - in_flight, 0), lease=lease)
+
+
+def _dispatch(executor: Executor, room: int | None, lease: leases.Renewal | None = None) -> int:
+    holder = leases.new_holder()
+    launched = 0
+    try:
+        while room is None or room > 0:
+            batch = leases.claim_queued(executor.name, holder, min(room or DISPATCH_BATCH, DISPATCH_BATCH))
+            if not batch:
                 break
-            try:
-                launched += launch(states.open_job(run), run)
-            except ExecutorUnavailable as exc:
-                # The backend is down: the other queued runs would only wait out the same retries.
-                log.warning("launching run %s postponed: %s", run.pk, exc)
-                note(run, f"waiting: {exc}")
-                break
+            for job, run in batch:
+                if lease is not None and not lease.renew():
+                    log.warning("dispatching for %s stopped: the lease passed to another worker", executor.name)
+                    return launched
+                if not leases.take_job(job, holder):
+                    continue  # held too long: another dispatcher took it over
+                try:
+                    launched += launch(job, run)
+                except ExecutorUnavailable as exc:
+                    # The backend is down: the other queued runs would only wait out the same retries.
+                    log.warning("launching run %s postponed: %s", run.pk, exc)
+                    note(run, f"waiting: {exc}")
+                    return launched
+            if room is not None:
+                room -= len(batch)
+    finally:
+        leases.release_jobs(holder)  # what it claimed and did not launch is free again at once
     return launched
 
 
@@ -126,10 +145,11 @@ def launch(job: Job, run: Run) -> bool:
 
 
 def reconcile(executor_name: str | None = None) -> dict[str, int]:
-    """One pass: dispatch queued runs, then observe every in-flight job of the executor at once."""
+    """One pass: dispatch queued runs, then observe the executor's in-flight jobs this worker holds
+    (renewing its leases, and taking over free or expired ones) at once."""
     executor = get_executor(executor_name or railyard.executor)
     counts = {"launched": dispatch(executor.name), "running": 0, "finished": 0}
-    jobs = list(Job.objects.filter(executor=executor.name).in_flight().order_by("pk"))
+    jobs = leases.claim_in_flight(executor.name, leases.process_holder(), MOST_OBSERVED)
     if not jobs:
         return counts
     try:
@@ -162,6 +182,10 @@ def apply(job: Job, outcome: Outcome) -> bool:
     """
     runs = states.carried(job)
     if not any(run.state.is_active for run in runs):
+        if outcome.phase == JobPhase.SUCCEEDED:
+            return states.end_job(job, JobStatus.SUCCEEDED)  # its runs were finished by a worker that died
+        if outcome.phase == JobPhase.FAILED:
+            return _end_failed(job, outcome)
         return stop_job(job, runs)  # its runs were cancelled (or requeued) while it ran
     if outcome.phase == JobPhase.RUNNING:
         if not get_executor(job.executor).enforces_deadline and _timed_out(job):
@@ -205,6 +229,11 @@ def fail_job(job: Job, runs: list[Run], outcome: Outcome) -> bool:
             larger,
             f"retried on {larger} after running out of memory on {job.compute_resource}: {outcome.message}",
         )
+    return _end_failed(job, outcome)
+
+
+def _end_failed(job: Job, outcome: Outcome) -> bool:
+    cause = outcome.cause or Cause.CRASH
     status = JobStatus.LOST if cause == Cause.DISAPPEARED else JobStatus.FAILED
     return states.end_job(job, status, cause, outcome.message)
 
@@ -344,11 +373,18 @@ def _save_artifact(run: Run, entry: dict) -> None:
 
 
 def sweep(executor_name: str | None = None) -> list[str]:
-    """Remove the executor's jobs that Railyard no longer tracks as active (their jobs ended)."""
+    """Remove the executor's jobs that Railyard does not track as active (they ended, or are unknown).
+
+    The executor lists its jobs first and asks which are active after: a job is recorded before it
+    is launched, so one launched meanwhile is never mistaken for a stray.
+    """
     executor = get_executor(executor_name or railyard.executor)
-    keep = set(Job.objects.filter(executor=executor.name, status__in=states.JOB_ACTIVE).values_list("pk", flat=True))
+
+    def active(ids: set[int]) -> set[int]:
+        return set(Job.objects.filter(pk__in=ids, status__in=states.JOB_ACTIVE).values_list("pk", flat=True))
+
     try:
-        return executor.sweep(keep)
+        return executor.sweep(active)
     except ExecutorUnavailable as exc:
         log.warning("sweep postponed: %s", exc)
         return []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import enum
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -181,6 +182,6 @@ class Executor(ABC):
     def logs(self, job: JobRef, tail: int | None = None) -> str:
         """The trainer's log so far (its last `tail` lines)."""
 
-    def sweep(self, keep: set[int]) -> list[str]:
-        """Remove jobs whose id is not in `keep`; returns what was removed."""
+    def sweep(self, active: Callable[[set[int]], set[int]]) -> list[str]:
+        """Remove the jobs it has whose ids `active` does not return; returns what was removed."""
         return []

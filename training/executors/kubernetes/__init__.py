@@ -312,12 +312,17 @@ class KubernetesExecutor(Executor):
             raise KubernetesAPIError(_explain(exc, "read pod logs")) from exc
         return response.data.decode("utf-8", errors="replace")
 
-    def sweep(self, keep: set[int]) -> list[str]:
-        """Delete Railyard's Jobs whose job id is not in `keep`; returns their names."""
-        deleted = []
+    def sweep(self, active: Callable[[set[int]], set[int]]) -> list[str]:
+        """Delete Railyard's Jobs whose job `active` does not name (ended, or unknown); returns their names."""
+        listed = {}
         for name, job in self.list_jobs().items():
             job_id = _labels(job).get(manifests.LABEL_JOB_ID, "")
-            if job_id.isdigit() and int(job_id) not in keep:
+            if job_id.isdigit():  # Jobs made before jobs had ids are left to their TTL
+                listed[int(job_id)] = name
+        keep = active(set(listed))
+        deleted = []
+        for job_id, name in sorted(listed.items()):
+            if job_id not in keep:
                 self.delete(name)
                 deleted.append(name)
         return deleted

@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand
 from django.db import close_old_connections, connections
 from django_q.cluster import Cluster
 
-from training import services, worker
+from training import leases, services, worker
 from training.conf import railyard
 
 log = logging.getLogger("training.worker")
@@ -50,7 +50,7 @@ class Command(BaseCommand):
                     log.info("reconcile: %s", counts)
                 if passes % SWEEP_EVERY_PASSES == 0:
                     if removed := worker.sweep():
-                        log.info("removed jobs no active run owns: %s", ", ".join(removed))
+                        log.info("removed jobs Railyard no longer tracks: %s", ", ".join(removed))
                     if forgotten := services.forget_expired_idempotency_keys():
                         log.info("forgot %d expired idempotency key(s)", forgotten)
             except Exception:
@@ -60,6 +60,8 @@ class Command(BaseCommand):
             stopping.wait(railyard.reconcile_interval)
         if cluster:
             stop_cluster(cluster)
+        # The jobs it observed are free for the other replicas at once, not when its leases expire.
+        leases.release_jobs(leases.process_holder())
         connections.close_all()
         log.info("worker stopped")
 
