@@ -40,8 +40,12 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# bench/run.py runs on SQLite; the run list and Kubernetes benchmarks need PostgreSQL
+# (BENCH_POSTGRES, by default the local server), where they make and drop a database of their own.
 bench: $(STAMP) $(SECRET_KEY_PATH)
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run_list.py
+	$(BIN)/python bench/jobs.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

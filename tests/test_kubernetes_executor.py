@@ -65,7 +65,7 @@ def test_it_lists_jobs_and_pods_once_per_pass_by_label_selector(cluster, alice, 
     assert [plural for plural, _ in listed] == ["jobs", "pods"]
     for _, params in listed:
         assert params["labelSelector"] == "app.kubernetes.io/managed-by=railyard"
-        assert params["limit"] == "500"
+        assert params["limit"] == "5000"
 
 
 def test_it_pages_through_long_job_lists(cluster, alice, fraud_request, monkeypatch):

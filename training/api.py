@@ -10,9 +10,11 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import generics, serializers, status
 from rest_framework.decorators import api_view
-from rest_framework.pagination import PageNumberPagination
+from rest_framework.exceptions import NotFound
+from rest_framework.pagination import BasePagination
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -35,6 +37,10 @@ MAX_LOG_LINES = 100_000
 MAX_ATTEMPT = 10_000
 #: Page numbers past this are refused (a page past the last one is a 404).
 MAX_PAGE = 10**9
+MAX_CURSOR = 2**63 - 1
+#: What the run list leaves out of its query: the JSON a list never shows (a run's request and spec
+#: are kilobytes each), so that paging reads narrow rows.
+LIST_DEFERRED = ("request", "spec", "metrics", "data_summary")
 
 EXAMPLE_REQUEST = {
     "user": "ada",
@@ -90,29 +96,73 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     return drf_exception_handler(exc, context)
 
 
-class RunPagination(PageNumberPagination):
+class RunPagination(BasePagination):
+    """Newest first, by a cursor: `next` carries the last id seen, so no page counts or skips rows.
+
+    `page` (and `previous`) still work for older clients: the page's ids are found by an index-only
+    scan and only those rows are read. Neither way counts the table.
+    """
+
     page_size = 50
-    page_size_query_param = "page_size"
     max_page_size = 500
 
-    def get_page_size(self, request: Request) -> int:
-        raw = request.query_params.get(self.page_size_query_param)
-        if raw is None:
-            return self.page_size
-        return whole_number(raw, self.page_size_query_param, self.max_page_size)
+    def paginate_queryset(self, queryset: RunQuerySet, request: Request, view: APIView | None = None) -> list[Run]:
+        self.request = request
+        params = request.query_params
+        size = self.page_size
+        if "page_size" in params:
+            size = whole_number(params["page_size"], "page_size", self.max_page_size)
+        queryset = queryset.order_by("-id")
+        if "page" in params:
+            self.page = whole_number(params["page"], "page", MAX_PAGE)
+            offset = (self.page - 1) * size
+            ids = list(queryset.values_list("id", flat=True)[offset : offset + size + 1])
+            if not ids and self.page > 1:
+                raise NotFound("Invalid page: there are not that many runs.")
+            rows = list(queryset.filter(id__in=ids[:size]))
+        else:
+            self.page = None
+            if "cursor" in params:
+                queryset = queryset.filter(id__lt=whole_number(params["cursor"], "cursor", MAX_CURSOR))
+            rows = list(queryset[: size + 1])
+            ids = [row.pk for row in rows]
+        self.more = len(ids) > size
+        return rows[:size]
 
-    def get_page_number(self, request: Request, paginator: object) -> int:
-        raw = request.query_params.get(self.page_query_param)
-        return 1 if raw is None else whole_number(raw, self.page_query_param, MAX_PAGE)
+    def get_paginated_response(self, data: list) -> Response:
+        return Response({"next": self._next(data), "previous": self._previous(), "results": data})
+
+    def _next(self, data: list) -> str | None:
+        if not self.more:
+            return None
+        url = self.request.build_absolute_uri()
+        if self.page is not None:
+            return replace_query_param(url, "page", self.page + 1)
+        return replace_query_param(url, "cursor", data[-1]["id"])
+
+    def _previous(self) -> str | None:
+        if not self.page or self.page == 1:
+            return None
+        return replace_query_param(self.request.build_absolute_uri(), "page", self.page - 1)
+
+    def get_paginated_response_schema(self, schema: dict) -> dict:
+        link = {"type": "string", "format": "uri", "nullable": True}
+        return {
+            "type": "object",
+            "required": ["results"],
+            "properties": {"next": link, "previous": link, "results": schema},
+        }
 
     def get_schema_operation_parameters(self, view: APIView) -> list[dict]:
-        parameters = super().get_schema_operation_parameters(view)
-        for parameter in parameters:
-            parameter["schema"]["minimum"] = 1
-            parameter["schema"]["maximum"] = (
-                self.max_page_size if parameter["name"] == self.page_size_query_param else MAX_PAGE
-            )
-        return parameters
+        def whole(name: str, maximum: int, description: str) -> dict:
+            schema = {"type": "integer", "minimum": 1, "maximum": maximum}
+            return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
+
+        return [
+            whole("cursor", MAX_CURSOR, "Where the page starts: the `next` link carries it (the last id seen)."),
+            whole("page", MAX_PAGE, "A page number, for clients that page by number (no total is counted)."),
+            whole("page_size", self.max_page_size, "Runs per page (50 unless said)."),
+        ]
 
 
 def whole_number(raw: str, name: str, maximum: int) -> int:
@@ -147,7 +197,7 @@ class RunList(generics.ListAPIView):
     pagination_class = RunPagination
 
     def get_queryset(self):
-        runs = visible_runs(self.request)
+        runs = visible_runs(self.request).defer(*LIST_DEFERRED)
         params = self.request.query_params
         if "status" in params and params["status"] not in RunStatus.values:
             known = ", ".join(RunStatus.values)
@@ -156,12 +206,15 @@ class RunList(generics.ListAPIView):
         for param, field in filters.items():
             if params.get(param):
                 runs = runs.filter(**{field: params[param]})
+        if query := params.get("q", "").strip():
+            runs = runs.filter(model_description__icontains=query)  # a trigram index serves it on PostgreSQL
         return runs
 
     @extend_schema(
         parameters=[
             OpenApiParameter("status", str, enum=RunStatus.values),
             *(OpenApiParameter(p, str) for p in ("project", "workflow_name", "user")),
+            OpenApiParameter("q", str, description="Runs whose description contains this (any case)."),
         ],
         responses={200: RunSerializer(many=True), **INPUT_ERROR, 401: COMMON_ERRORS[401], 404: COMMON_ERRORS[404]},
     )

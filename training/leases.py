@@ -115,20 +115,43 @@ def claim_queued(executor: str, holder: str, most: int) -> list[tuple[Job, Run]]
     launching = JobRun.objects.filter(
         run=OuterRef("pk"), attempt=OuterRef("attempt"), job__status=JobStatus.PENDING, job__lease_expires_at__gt=now
     )
-    claimed = []
     with transaction.atomic():
-        runs = (
+        runs = list(
             Run.objects.filter(status=RunStatus.QUEUED, executor=executor)
             .filter(~Exists(launching))
             .with_related()
             .order_by("created_at", "id")
-            .select_for_update(skip_locked=True, of=("self",))
+            .select_for_update(skip_locked=True, of=("self",))[:most]
         )
-        for run in runs[:most]:
-            job = states.open_job(run)
-            if job.status == JobStatus.PENDING and take_job(job, holder):
-                claimed.append((job, run))
+        jobs = states.open_jobs(runs)
+        pending = [jobs[run.pk].pk for run in runs if jobs[run.pk].status == JobStatus.PENDING]
+        expires = now + railyard.lease_ttl
+        Job.objects.filter(pk__in=pending, status=JobStatus.PENDING).filter(_free(now)).update(
+            lease_holder=holder, lease_expires_at=expires
+        )
+        held = set(Job.objects.filter(pk__in=pending, lease_holder=holder).values_list("pk", flat=True))
+    claimed = []
+    for run in runs:
+        job = jobs[run.pk]
+        if job.pk in held:
+            job.lease_holder, job.lease_expires_at = holder, expires
+            claimed.append((job, run))
     return claimed
+
+
+#: What observing a job needs of it; the rest is read only when it is finished.
+OBSERVED_JOB_FIELDS = (
+    "id",
+    "executor",
+    "attempt",
+    "compute_resource",
+    "status",
+    "message",
+    "handle",
+    "launched_at",
+    "started_at",
+    "lease_holder",
+)
 
 
 def claim_in_flight(executor: str, holder: str, most: int) -> list[Job]:
@@ -137,13 +160,18 @@ def claim_in_flight(executor: str, holder: str, most: int) -> list[Job]:
     now = timezone.now()
     expires = now + railyard.lease_ttl
     in_flight = Job.objects.filter(executor=executor).in_flight()
-    in_flight.filter(lease_holder=holder).update(lease_expires_at=expires)
+    # Renewed once half the lease has passed, not on every pass: thousands of rows rewritten every
+    # couple of seconds would cost more than the pass itself.
+    in_flight.filter(lease_holder=holder, lease_expires_at__lt=now + railyard.lease_ttl / 2).update(
+        lease_expires_at=expires
+    )
     with transaction.atomic():
         free = in_flight.filter(_free(now)).order_by("pk").select_for_update(skip_locked=True)
         wanted = list(free.values_list("pk", flat=True)[:most])
         # Conditional again: without row locks (SQLite) another worker may have taken some meanwhile.
         Job.objects.filter(pk__in=wanted).filter(_free(now)).update(lease_holder=holder, lease_expires_at=expires)
-    return list(in_flight.filter(lease_holder=holder).order_by("pk")[:most])
+    mine = in_flight.filter(lease_holder=holder).only(*OBSERVED_JOB_FIELDS).order_by("pk")
+    return list(mine[:most])
 
 
 def release_jobs(holder: str) -> int:

@@ -89,10 +89,16 @@ class Run(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        # Lists are newest first by id (ids grow with time) and filtered by what people combine;
+        # description search has a trigram index on PostgreSQL (migration 0007).
         indexes = [
             models.Index(fields=["-created_at", "-id"], name="run_newest"),
             models.Index(fields=["status", "executor"], name="run_status_executor"),
-            models.Index(fields=["project", "-created_at"], name="run_project_newest"),
+            models.Index(fields=["status", "-id"], name="run_status_newest"),
+            models.Index(fields=["project", "-id"], name="run_project_newest_id"),
+            models.Index(fields=["project", "status", "-id"], name="run_project_status_newest"),
+            models.Index(fields=["workflow", "-id"], name="run_workflow_newest"),
+            models.Index(fields=["user", "-id"], name="run_user_newest"),
         ]
 
     def __str__(self) -> str:

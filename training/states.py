@@ -178,11 +178,28 @@ def _write(
 
 def carried(job: Job) -> list[Run]:
     """The runs a job carries that are still on its attempt (a requeued run has moved on)."""
+    return carried_by([job]).get(job.pk, [])
+
+
+#: What following a job needs of its runs; the rest (the kilobytes of request and spec JSON, metrics)
+#: is read only when a run is finished.
+OBSERVED_RUN_FIELDS = ("id", "status", "attempt", "executor", "compute_resource", "artifact_uri", "status_message")
+
+
+def carried_by(jobs: list[Job]) -> dict[int, list[Run]]:
+    """The runs each job carries that are still on its attempt, by job id, in one query."""
     from training.models import Run
 
-    return list(
-        Run.objects.filter(memberships__job=job, memberships__attempt=models.F("attempt")).with_related().order_by("pk")
+    runs = (
+        Run.objects.filter(memberships__job__in=jobs, memberships__attempt=models.F("attempt"))
+        .annotate(carrier=models.F("memberships__job_id"))
+        .only(*OBSERVED_RUN_FIELDS)
+        .order_by("pk")
     )
+    by_job: dict[int, list[Run]] = {}
+    for run in runs:
+        by_job.setdefault(run.carrier, []).append(run)
+    return by_job
 
 
 # -- a job's life, and its runs' with it --------------------------------------------------------
@@ -190,11 +207,49 @@ def carried(job: Job) -> list[Run]:
 
 def open_job(run: Run) -> Job:
     """The job of the run's current attempt, made (pending) the first time; one per attempt, by constraint."""
+    return open_jobs([run])[run.pk]
+
+
+def open_jobs(runs: list[Run]) -> dict[int, Job]:
+    """The job of each run's current attempt, by run id, made (pending) where there is none yet, in
+    a few queries for the lot. A dispatcher racing to make the same one loses on the constraint and
+    takes the winner's."""
     from training.models import Job, JobEvent, JobRun
 
-    existing = Job.objects.filter(memberships__run=run, memberships__attempt=run.attempt).first()
-    if existing is not None:
-        return existing
+    memberships = JobRun.objects.filter(run__in=runs, attempt=models.F("run__attempt")).select_related("job")
+    jobs = {membership.run_id: membership.job for membership in memberships}
+    missing = [run for run in runs if run.pk not in jobs]
+    if not missing:
+        return jobs
+    try:
+        with transaction.atomic():
+            made = Job.objects.bulk_create(
+                [Job(executor=r.executor, attempt=r.attempt, compute_resource=r.compute_resource) for r in missing]
+            )
+            JobRun.objects.bulk_create(
+                [JobRun(job=job, run=run, attempt=run.attempt) for job, run in zip(made, missing, strict=True)]
+            )
+            JobEvent.objects.bulk_create(
+                [
+                    JobEvent(
+                        job=job,
+                        new_status=JobStatus.PENDING,
+                        reason=f"run {run.pk}, attempt {run.attempt}",
+                        actor=WORKER,
+                    )
+                    for job, run in zip(made, missing, strict=True)
+                ]
+            )
+        jobs.update({run.pk: job for job, run in zip(made, missing, strict=True)})
+    except IntegrityError:  # another dispatcher made some of them first: take theirs, make the rest
+        for run in missing:
+            jobs[run.pk] = _open_one(run)
+    return jobs
+
+
+def _open_one(run: Run) -> Job:
+    from training.models import Job, JobEvent, JobRun
+
     try:
         with transaction.atomic():
             job = Job.objects.create(executor=run.executor, attempt=run.attempt, compute_resource=run.compute_resource)
@@ -203,7 +258,7 @@ def open_job(run: Run) -> Job:
                 job=job, new_status=JobStatus.PENDING, reason=f"run {run.pk}, attempt {run.attempt}", actor=WORKER
             )
         return job
-    except IntegrityError:  # another dispatcher made it first
+    except IntegrityError:
         return Job.objects.get(memberships__run=run, memberships__attempt=run.attempt)
 
 
@@ -219,13 +274,16 @@ def job_launched(job: Job, handle: dict) -> bool:
     return True
 
 
-def job_running(job: Job) -> bool:
-    """The trainer started: the job's submitted runs are running."""
+def job_running(job: Job, runs: list[Run] | None = None) -> bool:
+    """The trainer started: the job and its submitted runs (`runs`, when read already) are running."""
+    runs = carried(job) if runs is None else runs
+    if job.status == JobStatus.RUNNING and all(run.status != RunStatus.SUBMITTED for run in runs):
+        return False  # nothing new: the common case of a pass over many running jobs
     with transaction.atomic():
         if job.status == JobStatus.LAUNCHED and not move_job(job, JobStatus.RUNNING, reason="trainer started"):
             return False
         changed = False
-        for run in carried(job):
+        for run in runs:
             if run.status == RunStatus.SUBMITTED:
                 changed |= transition(run, RunStatus.RUNNING, reason="trainer started")
     return changed

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from datetime import datetime, timedelta
 
 from django.db import transaction
@@ -46,9 +47,11 @@ ERROR_KINDS = {
 DISPATCH_BATCH = 50
 #: In-flight jobs one worker observes at most in a pass.
 MOST_OBSERVED = 20_000
+#: Launches in one reconcile pass at most, so that a long queue never keeps a pass from observing.
+MOST_LAUNCHED_PER_PASS = 500
 
 
-def dispatch(executor_name: str | None = None) -> int:
+def dispatch(executor_name: str | None = None, most: int | None = None) -> int:
     """Launch queued runs, oldest first, as far as the executor's capacity allows; returns how many.
 
     Any number of dispatchers may run at once (reconcile loops and django-q tasks on every worker
@@ -56,17 +59,18 @@ def dispatch(executor_name: str | None = None) -> int:
     and launches them. An executor with a capacity limit dispatches under the `dispatch:<executor>`
     lease instead, one dispatcher at a time, so that counting what is in flight and claiming agree.
     Launching a job twice adopts it, so a dispatcher that dies half way leaves nothing the next
-    cannot finish once its claim expires.
+    cannot finish once its claim expires. `most` caps the launches of this call.
     """
     executor = get_executor(executor_name or railyard.executor)
     capacity = executor.capacity()
     if capacity is None:
-        return _dispatch(executor, room=None)
+        return _dispatch(executor, room=most)
     with leases.held(f"dispatch:{executor.name}") as lease:
         if lease is None:
             return 0
         in_flight = Job.objects.filter(executor=executor.name).in_flight().count()
-        return _dispatch(executor, room=max(capacity - in_flight, 0), lease=lease)
+        room = max(capacity - in_flight, 0)
+        return _dispatch(executor, room=room if most is None else min(room, most), lease=lease)
 
 
 def _dispatch(executor: Executor, room: int | None, lease: leases.Renewal | None = None) -> int:
@@ -77,11 +81,13 @@ def _dispatch(executor: Executor, room: int | None, lease: leases.Renewal | None
             batch = leases.claim_queued(executor.name, holder, min(room or DISPATCH_BATCH, DISPATCH_BATCH))
             if not batch:
                 break
+            claimed = time.monotonic()
             for job, run in batch:
                 if lease is not None and not lease.renew():
                     log.warning("dispatching for %s stopped: the lease passed to another worker", executor.name)
                     return launched
-                if not leases.take_job(job, holder):
+                stale = time.monotonic() - claimed > railyard.lease_ttl.total_seconds() / 2
+                if stale and not leases.take_job(job, holder):
                     continue  # held too long: another dispatcher took it over
                 try:
                     launched += launch(job, run)
@@ -148,7 +154,7 @@ def reconcile(executor_name: str | None = None) -> dict[str, int]:
     """One pass: dispatch queued runs, then observe the executor's in-flight jobs this worker holds
     (renewing its leases, and taking over free or expired ones) at once."""
     executor = get_executor(executor_name or railyard.executor)
-    counts = {"launched": dispatch(executor.name), "running": 0, "finished": 0}
+    counts = {"launched": dispatch(executor.name, MOST_LAUNCHED_PER_PASS), "running": 0, "finished": 0}
     jobs = leases.claim_in_flight(executor.name, leases.process_holder(), MOST_OBSERVED)
     if not jobs:
         return counts
@@ -157,10 +163,11 @@ def reconcile(executor_name: str | None = None) -> dict[str, int]:
     except ExecutorUnavailable as exc:
         log.warning("observing %d job(s) postponed: %s", len(jobs), exc)
         return counts
+    carried = states.carried_by(jobs)
     for job in jobs:
         outcome = observed.get(job.pk, Outcome(JobPhase.FAILED, Cause.DISAPPEARED, "the executor reported nothing"))
         try:
-            changed = apply(job, outcome)
+            changed = apply(job, outcome, carried.get(job.pk, []))
         except StoreError as exc:
             log.warning("job %s: the artifact store failed, trying again next pass: %s", job.pk, exc)
             continue
@@ -170,17 +177,18 @@ def reconcile(executor_name: str | None = None) -> dict[str, int]:
         if changed:
             key = "running" if outcome.phase in (JobPhase.PENDING, JobPhase.RUNNING) else "finished"
             counts[key] += 1
-    counts["launched"] += dispatch(executor.name) if counts["finished"] else 0
+    counts["launched"] += dispatch(executor.name, MOST_LAUNCHED_PER_PASS) if counts["finished"] else 0
     return counts
 
 
-def apply(job: Job, outcome: Outcome) -> bool:
-    """Turn what the executor saw into transitions of the job and its runs; True if anything changed.
+def apply(job: Job, outcome: Outcome, runs: list[Run] | None = None) -> bool:
+    """Turn what the executor saw into transitions of the job and its runs (`runs`: those it carries,
+    when the caller read them already); True if anything changed.
 
     The runs are finished first and the job last, so that a worker dying in between leaves the
     job in flight and the next pass finishes it again (finished runs are skipped).
     """
-    runs = states.carried(job)
+    runs = states.carried(job) if runs is None else runs
     if not any(run.state.is_active for run in runs):
         if outcome.phase == JobPhase.SUCCEEDED:
             return states.end_job(job, JobStatus.SUCCEEDED)  # its runs were finished by a worker that died
@@ -192,7 +200,7 @@ def apply(job: Job, outcome: Outcome) -> bool:
             get_executor(job.executor).cancel(job_ref(job))
             deadline = f"the run exceeded its time limit of {railyard.run_timeout} seconds"
             return fail_job(job, runs, Outcome(JobPhase.FAILED, Cause.DEADLINE, deadline))
-        return states.job_running(job)
+        return states.job_running(job, runs)
     if outcome.phase == JobPhase.PENDING:
         if outcome.message != job.message:
             Job.objects.filter(pk=job.pk, status=job.status).update(message=outcome.message)
