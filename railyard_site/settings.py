@@ -156,6 +156,10 @@ RAILYARD = {
     # How long a worker's claim on work (dispatching, a job to launch or observe) outlives its last
     # renewal: a worker killed at any point hands its work over after this long.
     "LEASE_SECONDS": env_int("RAILYARD_LEASE_SECONDS", 30, minimum=2),
+    # Prometheus: /metrics answers only a bearer of this token (unset: no /metrics); a worker serves
+    # its own metrics on this port (0: none).
+    "METRICS_TOKEN": env_str("RAILYARD_METRICS_TOKEN", ""),
+    "WORKER_METRICS_PORT": env_int("RAILYARD_WORKER_METRICS_PORT", 0, minimum=0),
     "RUN_TIMEOUT_SECONDS": env_int("RAILYARD_RUN_TIMEOUT", 6 * 3600, minimum=60),
     # How long an Idempotency-Key keeps answering with the run it made (Stripe's 24 hours).
     "IDEMPOTENCY_KEY_TTL_HOURS": env_int("RAILYARD_IDEMPOTENCY_KEY_TTL_HOURS", 24, minimum=1),

@@ -324,7 +324,13 @@ def test_a_bad_data_exit_fails_at_once_with_the_trainers_reason(cluster, alice, 
     assert cluster.jobs[job_name_of(run)].pods == 1  # the podFailurePolicy did not retry it
 
 
-def test_server_errors_and_timeouts_during_launch_are_retried(cluster, alice, fraud_request):
+def test_server_errors_and_timeouts_during_launch_are_retried_and_counted(cluster, alice, fraud_request):
+    from training.metrics import WORKER
+
+    def errors(cause: str) -> float:
+        return WORKER.get_sample_value("railyard_executor_api_errors_total", {"executor": "kubernetes", "cause": cause})
+
+    before = {cause: errors(cause) or 0 for cause in ("500", "timeout")}
     cluster.emulator.inject("create", "jobs", 500, times=2)
     cluster.emulator.inject("create", "configmaps", None)  # hangs past the client's timeout
 
@@ -332,6 +338,7 @@ def test_server_errors_and_timeouts_during_launch_are_retried(cluster, alice, fr
 
     assert run.status == "submitted"
     assert cluster.objects("jobs") == [job_name_of(run)]
+    assert (errors("500") - before["500"], errors("timeout") - before["timeout"]) == (2, 1)
 
 
 def test_a_cluster_that_keeps_failing_leaves_the_run_queued_for_the_next_pass(cluster, alice, fraud_request):

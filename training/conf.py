@@ -46,6 +46,14 @@ class RailyardSettings:
         return timedelta(seconds=self._get("LEASE_SECONDS"))
 
     @property
+    def metrics_token(self) -> str:
+        return self._get("METRICS_TOKEN")
+
+    @property
+    def worker_metrics_port(self) -> int:
+        return self._get("WORKER_METRICS_PORT")
+
+    @property
     def run_timeout(self) -> int:
         return self._get("RUN_TIMEOUT_SECONDS")
 

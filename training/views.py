@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 from datetime import date
 from functools import lru_cache
@@ -11,7 +12,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.db.models import Count, Q
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -328,3 +329,21 @@ def project_detail(request: HttpRequest, name: str) -> HttpResponse:
         request.GET.get("metric", "roc_auc"),
         filter_url=f"{reverse('runs')}?project={project.name}",
     )
+
+
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus' scrape (`training.metrics`), for a bearer of RAILYARD_METRICS_TOKEN; without the
+    setting there is no such page."""
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    from training.metrics import REGISTRY
+
+    token = railyard.metrics_token
+    if not token:
+        raise Http404("metrics are off (RAILYARD_METRICS_TOKEN is not set)")
+    sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    if not hmac.compare_digest(sent.encode(), token.encode()):
+        response = HttpResponse("a bearer token is required\n", status=401, content_type="text/plain")
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)

@@ -16,7 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from railyard_trainer.storage import ArtifactNotFound, StoreError, open_store, sha256_hex
-from training import leases, states
+from training import leases, metrics, states
 from training.conf import railyard
 from training.executors import (
     Executor,
@@ -154,6 +154,11 @@ def reconcile(executor_name: str | None = None) -> dict[str, int]:
     """One pass: dispatch queued runs, then observe the executor's in-flight jobs this worker holds
     (renewing its leases, and taking over free or expired ones) at once."""
     executor = get_executor(executor_name or railyard.executor)
+    with metrics.RECONCILE_SECONDS.labels(executor.name).time():
+        return _reconcile(executor)
+
+
+def _reconcile(executor: Executor) -> dict[str, int]:
     counts = {"launched": dispatch(executor.name, MOST_LAUNCHED_PER_PASS), "running": 0, "finished": 0}
     jobs = leases.claim_in_flight(executor.name, leases.process_holder(), MOST_OBSERVED)
     if not jobs:

@@ -25,6 +25,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
+from training import metrics
 from training.conf import railyard
 from training.executors.base import Executor, ExecutorError, ExecutorUnavailable, JobInputs, JobRef, Outcome
 from training.executors.kubernetes import manifests, outcomes
@@ -125,10 +126,14 @@ class KubernetesExecutor(Executor):
             try:
                 return fn(*args, **kwargs)
             except ApiException as exc:
+                if exc.status != 404:  # a 404 answers a question (is it there?); it is no error
+                    metrics.EXECUTOR_API_ERRORS.labels(self.name, str(exc.status)).inc()
                 if exc.status not in (429, 500, 502, 503, 504):
                     raise
                 problem = f"{exc.status} {exc.reason}"
             except (urllib3.exceptions.HTTPError, OSError) as exc:
+                timed_out = isinstance(exc, urllib3.exceptions.TimeoutError | TimeoutError)
+                metrics.EXECUTOR_API_ERRORS.labels(self.name, "timeout" if timed_out else "connection").inc()
                 problem = f"{type(exc).__name__}: {exc}"
             if delay is None:
                 raise ExecutorUnavailable(f"the cluster did not answer when asked to {what}: {problem}")

@@ -10,8 +10,9 @@ import time
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections, connections
 from django_q.cluster import Cluster
+from prometheus_client import start_http_server
 
-from training import leases, services, worker
+from training import leases, metrics, services, worker
 from training.conf import railyard
 
 log = logging.getLogger("training.worker")
@@ -38,6 +39,9 @@ class Command(BaseCommand):
             log.info("worker stopping (signal %s)", signal.Signals(signum).name)
             stopping.set()
 
+        if railyard.worker_metrics_port:
+            start_http_server(railyard.worker_metrics_port, registry=metrics.WORKER)
+            log.info("worker metrics on port %s", railyard.worker_metrics_port)
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         log.info("worker reconciling every %ss with the %s executor", railyard.reconcile_interval, railyard.executor)
