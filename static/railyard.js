@@ -130,13 +130,15 @@ function setupLaunchForm(button) {
 
   // Filters as rows (column, predicate, value), written to the filters field as the request's JSON.
   const rows = document.getElementById("filter-rows");
-  const predicates = ["Eq", "NotEq", "Gt", "GtEq", "Lt", "LtEq", "IsIn", "NotIn", "IsNull", "NotNull"];
+  // The request's words come from the server (railyard_trainer.vocabulary), never repeated here.
+  const vocabulary = JSON.parse(document.getElementById("railyard-vocabulary")?.textContent || "{}");
+  const predicates = vocabulary.predicates || [];
   let columnNames = [];
 
   function parseValue(predicate, text) {
-    if (predicate === "IsNull" || predicate === "NotNull") return undefined;
+    if ((vocabulary.valueless_predicates || []).includes(predicate)) return undefined;
     const one = (v) => (v.trim() !== "" && !isNaN(Number(v)) ? Number(v) : v.trim());
-    return predicate === "IsIn" || predicate === "NotIn" ? text.split(",").map(one) : one(text);
+    return (vocabulary.list_predicates || []).includes(predicate) ? text.split(",").map(one) : one(text);
   }
 
   function writeFilters() {

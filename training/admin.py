@@ -9,6 +9,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from railyard_trainer.vocabulary import RunStatus
 from training import access, services, states
 from training.models import ApiToken, Artifact, Job, JobEvent, JobRun, Project, Run, RunEvent, Workflow
 
@@ -118,7 +119,7 @@ class RunAdmin(admin.ModelAdmin):
             done = sum(
                 states.mark_failed(run, reason, actor=actor, operator=True)
                 for run in runs
-                if run.status != states.RunStatus.FAILED
+                if run.status != RunStatus.FAILED
             )
             _report(self, request, "Marked failed", done, len(runs))
             return None

@@ -19,6 +19,7 @@ from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from railyard_trainer.storage import StoreError
+from railyard_trainer.vocabulary import RunStatus
 from training import access, artifacts, contract, logs, services
 from training.conf import railyard
 from training.models import Run, RunQuerySet, Workflow
@@ -30,7 +31,6 @@ from training.serializers import (
     RunSerializer,
     WorkflowSerializer,
 )
-from training.states import RunStatus
 
 #: The longest log tail the API returns at once.
 MAX_LOG_LINES = 100_000
@@ -199,8 +199,8 @@ class RunList(generics.ListAPIView):
     def get_queryset(self):
         runs = visible_runs(self.request).defer(*LIST_DEFERRED)
         params = self.request.query_params
-        if "status" in params and params["status"] not in RunStatus.values:
-            known = ", ".join(RunStatus.values)
+        if "status" in params and params["status"] not in [status.value for status in RunStatus]:
+            known = ", ".join([status.value for status in RunStatus])
             raise contract.InvalidRequest({"status": [f"Unknown status {params['status']!r}; choose one of {known}."]})
         filters = {"status": "status", "project": "project__name", "workflow_name": "workflow__name", "user": "user"}
         for param, field in filters.items():
@@ -212,7 +212,7 @@ class RunList(generics.ListAPIView):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("status", str, enum=RunStatus.values),
+            OpenApiParameter("status", str, enum=[status.value for status in RunStatus]),
             *(OpenApiParameter(p, str) for p in ("project", "workflow_name", "user")),
             OpenApiParameter("q", str, description="Runs whose description contains this (any case)."),
         ],

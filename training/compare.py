@@ -8,12 +8,11 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from railyard_trainer.vocabulary import higher_is_better
 from training.charts import LAYOUT, to_spec
 
 #: Plotly's default colours, assigned to runs in order.
 PALETTE = ["#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3"]
-#: Metrics where smaller is better; every other metric is better larger.
-LOWER_IS_BETTER = {"log_loss", "brier", "rmse", "mae"}
 
 
 def metrics_table(runs: list[Any]) -> list[dict]:
@@ -24,7 +23,7 @@ def metrics_table(runs: list[Any]) -> list[dict]:
         values = [run.metrics.get(name) for run in runs]
         present = [v for v in values if v is not None]
         # A tie between every run singles none out.
-        best = (min if name in LOWER_IS_BETTER else max)(present) if len(set(present)) > 1 else None
+        best = (max if higher_is_better(name) else min)(present) if len(set(present)) > 1 else None
         rows.append({"name": name, "cells": [{"value": v, "best": v is not None and v == best} for v in values]})
     return rows
 

@@ -14,13 +14,20 @@ from pathlib import Path
 from typing import Any
 
 from railyard_trainer.paths import PathNotAllowed, allowed_file
+from railyard_trainer.vocabulary import (
+    COMPARISONS,
+    DATE_RANGE,
+    DEFAULT_HOLDOUT_FRACTION,
+    FORMATS,
+    LIST_PREDICATES,
+    PREDICATES,
+    RANDOM,
+    SAMPLING_FUNCTIONS,
+    SOURCES,
+    VALUELESS_PREDICATES,
+)
 from training.conf import railyard
 
-SOURCES = ("file", "s3")
-FORMATS = ("parquet", "csv")
-COMPARISONS = ("Gt", "GtEq", "Lt", "LtEq")
-PREDICATES = ("Eq", "NotEq", *COMPARISONS, "IsIn", "NotIn", "IsNull", "NotNull")
-SAMPLING_FUNCTIONS = ("DATE_RANGE", "RANDOM")
 #: How deep a request's JSON may nest (custom_params included); deeper is refused, not parsed.
 MAX_DEPTH = 64
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -322,10 +329,10 @@ def _check_filters(c: _Checker, filters: Any, columns: set[str]) -> None:
             continue
         if predicate not in PREDICATES:
             c.add(f"{path}.predicate", f"Unknown predicate {predicate!r}; choose one of {', '.join(PREDICATES)}.")
-        elif predicate in ("IsIn", "NotIn"):
+        elif predicate in LIST_PREDICATES:
             if not isinstance(value, list) or not value or not all(_scalar(v) for v in value):
                 c.add(f"{path}.feature_value", f"{predicate} needs a non-empty list of values.")
-        elif predicate in ("IsNull", "NotNull"):
+        elif predicate in VALUELESS_PREDICATES:
             if value is not None:
                 c.add(f"{path}.feature_value", f"{predicate} takes no value.")
         elif predicate in COMPARISONS:
@@ -344,7 +351,7 @@ def _check_holdout(
 ) -> dict:
     path = "data.holdout_sampling"
     if raw is None:
-        return {"sampling_function": "RANDOM", "fraction": 0.2, "seed": 0, "stratify": False}
+        return {"sampling_function": RANDOM, "fraction": DEFAULT_HOLDOUT_FRACTION, "seed": 0, "stratify": False}
     holdout = c.obj(raw, path, HOLDOUT_KEYS, ("sampling_function",))
     function = holdout.get("sampling_function")
     if function is not None and function not in SAMPLING_FUNCTIONS:
@@ -352,7 +359,7 @@ def _check_holdout(
             f"{path}.sampling_function",
             f"Unknown sampling function {function!r}; choose one of {', '.join(SAMPLING_FUNCTIONS)}.",
         )
-    if function == "DATE_RANGE":
+    if function == DATE_RANGE:
         if holdout.get("date_range") is None:
             c.add(f"{path}.date_range", "DATE_RANGE needs the holdout's date_range.")
         elif not date_columns:
@@ -367,8 +374,8 @@ def _check_holdout(
                 "and start after it begins.",
             )
         return holdout
-    if function == "RANDOM":
-        fraction = holdout.get("fraction", 0.2)
+    if function == RANDOM:
+        fraction = holdout.get("fraction", DEFAULT_HOLDOUT_FRACTION)
         if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 < fraction < 1:
             c.add(f"{path}.fraction", "Must be a number between 0 and 1 (exclusive).")
         seed = holdout.get("seed", 0)
@@ -380,7 +387,7 @@ def _check_holdout(
                 c.add(f"{path}.stratify", f"{stratify!r} is not among the feature sources' names.")
         elif not isinstance(stratify, bool):
             c.add(f"{path}.stratify", "Must be true (stratify by the label), false or a column name.")
-        return {"sampling_function": "RANDOM", "fraction": fraction, "seed": seed, "stratify": stratify}
+        return {"sampling_function": RANDOM, "fraction": fraction, "seed": seed, "stratify": stratify}
     return holdout
 
 

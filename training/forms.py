@@ -11,12 +11,13 @@ from typing import Any
 
 from django import forms
 
+from railyard_trainer import vocabulary as v
 from training import contract
 from training.conf import railyard
 from training.models import Workflow
 
 FORMATS = [(f, f) for f in contract.FORMATS]
-SAMPLING = [("DATE_RANGE", "Date range (holdout after training)"), ("RANDOM", "Random fraction")]
+SAMPLING = [(v.DATE_RANGE, "Date range (holdout after training)"), (v.RANDOM, "Random fraction")]
 
 #: Contract paths → form fields, first match wins.
 FIELD_FOR_PATH = [
@@ -79,7 +80,7 @@ class LaunchForm(forms.Form):
     holdout_end = forms.DateField(
         required=False, label="Holdout until (exclusive)", widget=forms.DateInput(attrs={"type": "date"})
     )
-    fraction = forms.FloatField(required=False, initial=0.2, label="Holdout fraction")
+    fraction = forms.FloatField(required=False, initial=v.DEFAULT_HOLDOUT_FRACTION, label="Holdout fraction")
     seed = forms.IntegerField(required=False, initial=0)
 
     label = forms.CharField(max_length=255)
@@ -128,15 +129,15 @@ class LaunchForm(forms.Form):
         }
         if d.get("date_start") or d.get("date_end"):
             data["date_range"] = {"start": _iso(d.get("date_start")), "end": _iso(d.get("date_end"))}
-        if d["sampling_function"] == "DATE_RANGE":
+        if d["sampling_function"] == v.DATE_RANGE:
             data["holdout_sampling"] = {
-                "sampling_function": "DATE_RANGE",
+                "sampling_function": v.DATE_RANGE,
                 "date_range": {"start": _iso(d.get("holdout_start")), "end": _iso(d.get("holdout_end"))},
             }
         else:
             data["holdout_sampling"] = {
-                "sampling_function": "RANDOM",
-                "fraction": d.get("fraction") if d.get("fraction") is not None else 0.2,
+                "sampling_function": v.RANDOM,
+                "fraction": d.get("fraction") if d.get("fraction") is not None else v.DEFAULT_HOLDOUT_FRACTION,
                 "seed": d.get("seed") or 0,
             }
         return {
@@ -203,10 +204,10 @@ def initial_from_request(request: dict) -> dict:
         "date_start": date_range.get("start"),
         "date_end": date_range.get("end"),
         "filters": json.dumps(data.get("filters") or []),
-        "sampling_function": holdout.get("sampling_function", "RANDOM"),
+        "sampling_function": holdout.get("sampling_function", v.RANDOM),
         "holdout_start": holdout_range.get("start"),
         "holdout_end": holdout_range.get("end"),
-        "fraction": holdout.get("fraction", 0.2),
+        "fraction": holdout.get("fraction", v.DEFAULT_HOLDOUT_FRACTION),
         "seed": holdout.get("seed", 0),
         "workflow_name": train.get("workflow_name"),
         "label": train.get("label"),

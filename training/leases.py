@@ -25,10 +25,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
+from railyard_trainer.vocabulary import JOB_ACTIVE, JobStatus, RunStatus
 from training import states
 from training.conf import railyard
 from training.models import Job, JobRun, Lease, Run
-from training.states import JOB_ACTIVE, JobStatus, RunStatus
 
 _process_holder: tuple[int, str] | None = None
 

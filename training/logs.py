@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from django.core.cache import cache
 
+from railyard_trainer import vocabulary as v
 from railyard_trainer.stages import STAGES
 from training import artifacts
 from training.executors import ExecutorError, get_executor, job_ref
@@ -46,7 +47,7 @@ def run_log(run: Run, tail: int) -> str:
                 return live
         except ExecutorError as exc:
             problem = exc
-    stored = artifacts.read_text(run, "log.txt")
+    stored = artifacts.read_text(run, v.LOG)
     if stored is not None:
         return "".join(stored.splitlines(keepends=True)[-tail:])
     return f"(the live log cannot be read right now: {problem})" if problem else ""

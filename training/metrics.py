@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from training.states import Cause, JobStatus, RunStatus
+from railyard_trainer.vocabulary import Cause, JobStatus, RunStatus
 
 #: Seconds from queued to launched.
 LAUNCH_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
@@ -67,7 +67,7 @@ class DatabaseCollector(Collector):
 
         by_status = dict(Run.objects.order_by().values_list("status").annotate(n=Count("id")))
         runs = GaugeMetricFamily("railyard_runs", "Runs by status.", labels=["status"])
-        for status in RunStatus.values:
+        for status in [status.value for status in RunStatus]:
             runs.add_metric([status], by_status.get(status, 0))
         yield runs
         yield GaugeMetricFamily(

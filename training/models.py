@@ -11,7 +11,7 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
-from training.states import ACTIVE, JOB_IN_FLIGHT, Cause, JobStatus, RunStatus
+from railyard_trainer.vocabulary import JOB_IN_FLIGHT, RUN_ACTIVE, Cause, JobStatus, RunStatus, choices
 
 
 class Project(models.Model):
@@ -44,7 +44,7 @@ class Workflow(models.Model):
 
 class RunQuerySet(models.QuerySet):
     def active(self) -> RunQuerySet:
-        return self.filter(status__in=ACTIVE)
+        return self.filter(status__in=RUN_ACTIVE)
 
     def with_related(self) -> RunQuerySet:
         return self.select_related("project", "workflow", "owner")
@@ -66,7 +66,7 @@ class Run(models.Model):
     request = models.JSONField(help_text="The request as sent.")
     spec = models.JSONField(default=dict, help_text="The request resolved for the trainer.")
 
-    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    status = models.CharField(max_length=16, choices=choices(RunStatus), default=RunStatus.QUEUED)
     executor = models.CharField(max_length=32)
     # The attempt the run is on; each attempt is one Job (see `jobs`), made when the run is dispatched.
     attempt = models.PositiveIntegerField(default=1)
@@ -141,9 +141,9 @@ class Job(models.Model):
     executor = models.CharField(max_length=32)
     attempt = models.PositiveIntegerField(default=1)
     compute_resource = models.CharField(max_length=64)
-    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)
-    #: Why it ended, when it did not succeed (out of memory, bad data, …); see `states.Cause`.
-    cause = models.CharField(max_length=16, choices=Cause.choices, blank=True)
+    status = models.CharField(max_length=16, choices=choices(JobStatus), default=JobStatus.PENDING)
+    #: Why it ended, when it did not succeed (out of memory, bad data, …); see `railyard_trainer.vocabulary.Cause`.
+    cause = models.CharField(max_length=16, choices=choices(Cause), blank=True)
     #: Words for people: what the job waits for, or why it ended.
     message = models.TextField(blank=True)
     #: What the executor needs to find it again (a pid and work folder; a Kubernetes Job name and uid).
@@ -234,14 +234,14 @@ class StatusEvent(models.Model):
 
 class RunEvent(StatusEvent):
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events")
-    old_status = models.CharField(max_length=16, choices=RunStatus.choices, blank=True)
-    new_status = models.CharField(max_length=16, choices=RunStatus.choices)
+    old_status = models.CharField(max_length=16, choices=choices(RunStatus), blank=True)
+    new_status = models.CharField(max_length=16, choices=choices(RunStatus))
 
 
 class JobEvent(StatusEvent):
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="events")
-    old_status = models.CharField(max_length=16, choices=JobStatus.choices, blank=True)
-    new_status = models.CharField(max_length=16, choices=JobStatus.choices)
+    old_status = models.CharField(max_length=16, choices=choices(JobStatus), blank=True)
+    new_status = models.CharField(max_length=16, choices=choices(JobStatus))
 
 
 class Artifact(models.Model):

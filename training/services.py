@@ -10,10 +10,10 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from railyard_trainer.vocabulary import RunStatus
 from training import contract, states
 from training.conf import railyard
 from training.models import IdempotencyKey, Project, Run, RunEvent, Workflow
-from training.states import RunStatus
 
 
 def resolve_spec(clean: dict, run_id: int) -> dict:

@@ -9,67 +9,28 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
-if TYPE_CHECKING:
-    from training.models import Job, Run
+from railyard_trainer.vocabulary import (
+    JOB_ACTIVE,
+    JOB_IN_FLIGHT,
+    JOB_TERMINAL,
+    RUN_ACTIVE,
+    RUN_IN_FLIGHT,
+    RUN_TERMINAL,
+    Cause,
+    JobStatus,
+    RunStatus,
+)
+from training.models import Job, JobEvent, JobRun, Run, RunEvent
+
+__all__ = ["ACTIVE", "IN_FLIGHT", "JOB_ACTIVE", "JOB_IN_FLIGHT", "TERMINAL", "Cause", "JobStatus", "RunStatus"]
 
 
-class RunStatus(models.TextChoices):
-    QUEUED = "queued"
-    SUBMITTED = "submitted"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in TERMINAL
-
-    @property
-    def is_active(self) -> bool:
-        return self in ACTIVE
-
-
-class JobStatus(models.TextChoices):
-    PENDING = "pending"  # made for a run's attempt, not yet handed to the executor
-    LAUNCHED = "launched"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    LOST = "lost"  # the executor has no trace of it any more
-    CANCELLED = "cancelled"
-
-    @property
-    def is_terminal(self) -> bool:
-        return not JOB_TRANSITIONS[self]
-
-
-class Cause(models.TextChoices):
-    """Why a job did not succeed (or why it waits), as the worker and smart retries read it."""
-
-    OOM = "oom", "out of memory"
-    DEADLINE = "deadline", "over its time limit"
-    BAD_DATA = "bad_data", "bad data"
-    CRASH = "crash", "the trainer crashed"
-    DISAPPEARED = "disappeared", "disappeared"
-    CANCELLED = "cancelled", "cancelled"
-    UNSCHEDULABLE = "unschedulable", "no node can run it"
-    IMAGE_PULL = "image_pull", "the image cannot be pulled"
-    REFUSED = "refused", "the executor refused it"
-
-
-TERMINAL = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
-ACTIVE = frozenset({RunStatus.QUEUED, RunStatus.SUBMITTED, RunStatus.RUNNING})
-#: Launched and not finished.
-IN_FLIGHT = frozenset({RunStatus.SUBMITTED, RunStatus.RUNNING})
-#: Handed to an executor and not finished: what a worker observes.
-JOB_IN_FLIGHT = frozenset({JobStatus.LAUNCHED, JobStatus.RUNNING})
-JOB_ACTIVE = frozenset({JobStatus.PENDING, *JOB_IN_FLIGHT})
+TERMINAL, ACTIVE, IN_FLIGHT = RUN_TERMINAL, RUN_ACTIVE, RUN_IN_FLIGHT
 
 #: The transitions the system makes on its own. Leaving a terminal state takes an operator.
 TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
@@ -83,7 +44,7 @@ TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     RunStatus.FAILED: frozenset(),
     RunStatus.CANCELLED: frozenset(),
 }
-_JOB_ENDS = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.LOST, JobStatus.CANCELLED})
+_JOB_ENDS = JOB_TERMINAL
 JOB_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.PENDING: frozenset({JobStatus.LAUNCHED, JobStatus.FAILED, JobStatus.CANCELLED}),
     JobStatus.LAUNCHED: frozenset({JobStatus.RUNNING, *_JOB_ENDS}),
@@ -130,7 +91,6 @@ def transition(
     - `operator=True` allows any move (an admin fixing a run's state); it is still conditional.
     - `fields` are written in the same update (metrics, failure reason).
     """
-    from training.models import RunEvent
 
     old = RunStatus(run.status)
     if not operator and new not in TRANSITIONS[old]:
@@ -146,7 +106,6 @@ def transition(
 
 def move_job(job: Job, new: JobStatus, *, reason: str = "", actor: str = WORKER, **fields: Any) -> bool:
     """Move `job` from the status it was read with to `new`; False if another writer got there first."""
-    from training.models import JobEvent
 
     old = JobStatus(job.status)
     if new not in JOB_TRANSITIONS[old]:
@@ -188,7 +147,6 @@ OBSERVED_RUN_FIELDS = ("id", "status", "attempt", "executor", "compute_resource"
 
 def carried_by(jobs: list[Job]) -> dict[int, list[Run]]:
     """The runs each job carries that are still on its attempt, by job id, in one query."""
-    from training.models import Run
 
     runs = (
         Run.objects.filter(memberships__job__in=jobs, memberships__attempt=models.F("attempt"))
@@ -214,7 +172,6 @@ def open_jobs(runs: list[Run]) -> dict[int, Job]:
     """The job of each run's current attempt, by run id, made (pending) where there is none yet, in
     a few queries for the lot. A dispatcher racing to make the same one loses on the constraint and
     takes the winner's."""
-    from training.models import Job, JobEvent, JobRun
 
     memberships = JobRun.objects.filter(run__in=runs, attempt=models.F("run__attempt")).select_related("job")
     jobs = {membership.run_id: membership.job for membership in memberships}
@@ -248,7 +205,6 @@ def open_jobs(runs: list[Run]) -> dict[int, Job]:
 
 
 def _open_one(run: Run) -> Job:
-    from training.models import Job, JobEvent, JobRun
 
     try:
         with transaction.atomic():
@@ -292,7 +248,7 @@ def job_running(job: Job, runs: list[Run] | None = None) -> bool:
 def end_job(job: Job, new: JobStatus, cause: str = "", message: str = "", actor: str = WORKER) -> bool:
     """End a job, once each of its runs has been finished (so that a worker dying in between leaves
     the job in flight, and the next pass finishes it again)."""
-    return move_job(job, new, reason=message or new.label, actor=actor, cause=cause, message=message[:10000])
+    return move_job(job, new, reason=message or new.value, actor=actor, cause=cause, message=message[:10000])
 
 
 def job_refused(job: Job, message: str) -> bool:

@@ -19,12 +19,13 @@ from django.urls import reverse
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_POST
 
+from railyard_trainer import vocabulary as v
+from railyard_trainer.vocabulary import RunStatus, choices
 from training import access, artifacts, charts, compare, services
 from training.conf import railyard
 from training.forms import LaunchForm, initial_from_request
 from training.logs import progress, run_log
 from training.models import Project, Run, Workflow
-from training.states import RunStatus
 
 LOG_TAIL_LINES = 200
 PAGE_SIZE = 25
@@ -40,7 +41,7 @@ def status_counts(user: AbstractBaseUser) -> dict[str, int]:
     if counts is None:
         counts = dict(access.runs_for(user).order_by().values_list("status").annotate(n=Count("id")))
         cache.set(key, counts, STATUS_COUNTS_SECONDS)
-    return {status: counts.get(status, 0) for status in RunStatus.values}
+    return {status: counts.get(status, 0) for status in [status.value for status in RunStatus]}
 
 
 def _id(value: str) -> int | None:
@@ -88,7 +89,7 @@ def run_list(request: HttpRequest) -> HttpResponse:
             "paged": cursor is not None,
             "filters": filters,
             "counts": status_counts(request.user),
-            "statuses": RunStatus.choices,
+            "statuses": choices(RunStatus),
             "projects": Project.objects.values_list("name", flat=True),
             "workflows": Workflow.objects.values_list("name", flat=True),
         },
@@ -97,7 +98,7 @@ def run_list(request: HttpRequest) -> HttpResponse:
 
 def _results(run: Run) -> tuple[dict, list[dict]]:
     """What a run shows once it has ended: the results' template context and the chart specs."""
-    evaluation = artifacts.read_json(run, "evaluation.json") if run.status == RunStatus.SUCCEEDED else None
+    evaluation = artifacts.read_json(run, v.EVALUATION) if run.status == RunStatus.SUCCEEDED else None
     specs = charts.specs(evaluation)
     context = {
         "metrics": sorted(run.metrics.items()),
@@ -187,7 +188,7 @@ def compare_runs(request: HttpRequest) -> HttpResponse:
         messages.error(request, "Those runs do not exist (or are not yours to see); pick at least 2.")
         return redirect("runs")
     evaluations = [
-        artifacts.read_json(run, "evaluation.json") if run.status == RunStatus.SUCCEEDED else None for run in runs
+        artifacts.read_json(run, v.EVALUATION) if run.status == RunStatus.SUCCEEDED else None for run in runs
     ]
     return render(
         request,
@@ -215,7 +216,7 @@ def launch(request: HttpRequest) -> HttpResponse:
         w.name: {"task": w.task, "description": w.description, "default_params": w.default_params}
         for w in Workflow.objects.filter(is_available=True)
     }
-    context = {"form": form, "clone": clone, "catalogue": catalogue}
+    context = {"form": form, "clone": clone, "catalogue": catalogue, "vocabulary": v.for_browser()}
     return render(request, "training/launch.html", context, status=400 if form.errors else 200)
 
 
@@ -272,7 +273,6 @@ def source_columns(request: HttpRequest) -> JsonResponse:
 
 
 #: The metric whose trend a workflow or project page draws, by task.
-TREND_METRICS = {"classification": "roc_auc", "regression": "r2"}
 RECENT_RUNS = 20
 
 
@@ -306,7 +306,7 @@ def workflow_detail(request: HttpRequest, name: str) -> HttpResponse:
         request,
         f"Workflow {workflow.name}",
         access.runs_for(request.user).filter(workflow=workflow),
-        TREND_METRICS.get(workflow.task, "roc_auc"),
+        v.PRIMARY_WORKFLOW_METRIC.get(workflow.task, v.PRIMARY_METRIC[v.BINARY]),
         workflow=workflow,
         filter_url=f"{reverse('runs')}?workflow={workflow.name}",
     )
@@ -326,7 +326,7 @@ def project_detail(request: HttpRequest, name: str) -> HttpResponse:
         request,
         f"Project {project.name}",
         access.runs_for(request.user).filter(project=project),
-        request.GET.get("metric", "roc_auc"),
+        request.GET.get("metric", v.PRIMARY_METRIC[v.BINARY]),
         filter_url=f"{reverse('runs')}?project={project.name}",
     )
 

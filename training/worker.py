@@ -15,7 +15,9 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.utils import timezone
 
+from railyard_trainer import vocabulary as v
 from railyard_trainer.storage import ArtifactNotFound, StoreError, open_store, sha256_hex
+from railyard_trainer.vocabulary import JOB_ACTIVE, Cause, JobStatus, RunStatus
 from training import leases, metrics, states
 from training.conf import railyard
 from training.executors import (
@@ -30,7 +32,6 @@ from training.executors import (
 )
 from training.executors.base import trainer_environment
 from training.models import Artifact, Job, Run
-from training.states import Cause, JobStatus, RunStatus
 
 log = logging.getLogger(__name__)
 
@@ -278,13 +279,13 @@ def stop_job(job: Job, runs: list[Run]) -> bool:
 def _fail(job: Job, run: Run, reason: str) -> bool:
     """Fail a run with the trainer's own reason when it left one, and keep what it wrote."""
     store = open_store(run.artifact_uri)
-    for name in ("spec.json", "error.json"):
+    for name in (v.SPEC, v.ERROR):
         try:
             raw = store.get(name)
         except ArtifactNotFound:
             continue
         _save_artifact(run, _entry(run, name, raw, "application/json"))
-        if name == "error.json":
+        if name == v.ERROR:
             error = json.loads(raw)
             kind = ERROR_KINDS.get(error.get("kind"), "trainer crashed")
             reason = f"{kind}: {error.get('message', reason)}"
@@ -296,7 +297,7 @@ def finish_succeeded(job: Job, run: Run) -> bool:
     """Check the trainer's manifest and checksums, record artifacts and metrics, then succeed."""
     store = open_store(run.artifact_uri)
     try:
-        manifest = json.loads(store.get("manifest.json"))
+        manifest = json.loads(store.get(v.MANIFEST))
     except ArtifactNotFound:
         return _fail(job, run, "the trainer exited successfully but wrote no manifest.json")
     artifacts = manifest["artifacts"]
@@ -308,8 +309,8 @@ def finish_succeeded(job: Job, run: Run) -> bool:
             return _fail(job, run, f"artifact {entry['name']} is listed in manifest.json but missing from the store")
         if size != entry["size"] or (recorded is not None and recorded != entry["sha256"]):
             return _fail(job, run, f"artifact {entry['name']} does not match its recorded size and sha256")
-    metrics = json.loads(store.get("metrics.json"))
-    summary = json.loads(store.get("metadata.json")).get("data_summary", {})
+    metrics = json.loads(store.get(v.METRICS_FILE))
+    summary = json.loads(store.get(v.METADATA)).get("data_summary", {})
     log_artifact = _keep_log(job, run)
     with transaction.atomic():
         for entry in artifacts:
@@ -334,10 +335,10 @@ def _keep_log(job: Job, run: Run) -> dict | None:
     except ExecutorError as exc:
         text, problem = "", exc
     if text:
-        entry = store.put("log.txt", text.encode(), "text/plain; charset=utf-8").to_dict()
+        entry = store.put(v.LOG, text.encode(), "text/plain; charset=utf-8").to_dict()
     else:
         try:
-            entry = _entry(run, "log.txt", store.get("log.txt"), "text/plain; charset=utf-8")
+            entry = _entry(run, v.LOG, store.get(v.LOG), "text/plain; charset=utf-8")
         except ArtifactNotFound:
             if isinstance(problem, ExecutorUnavailable) and _still_waiting(job, run):
                 raise LogNotReady(str(problem)) from problem
@@ -394,7 +395,7 @@ def sweep(executor_name: str | None = None) -> list[str]:
     executor = get_executor(executor_name or railyard.executor)
 
     def active(ids: set[int]) -> set[int]:
-        return set(Job.objects.filter(pk__in=ids, status__in=states.JOB_ACTIVE).values_list("pk", flat=True))
+        return set(Job.objects.filter(pk__in=ids, status__in=JOB_ACTIVE).values_list("pk", flat=True))
 
     try:
         return executor.sweep(active)

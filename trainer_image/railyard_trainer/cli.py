@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from railyard_trainer import vocabulary as v
 from railyard_trainer.errors import EXIT_BAD_DATA, EXIT_CRASH, EXIT_OK, EXIT_OUT_OF_MEMORY, BadDataError
 from railyard_trainer.stages import THREADS_ENV, StoredLog, log
 from railyard_trainer.storage import ArtifactStore, StoreError, open_store
@@ -61,7 +62,7 @@ def _train_into(args: argparse.Namespace, store: ArtifactStore) -> int:
         kind, code, message = "crash", EXIT_CRASH, f"{type(exc).__name__}: {exc}"
     log(f"error kind={kind}: {message}")
     try:
-        store.put("error.json", json.dumps({"kind": kind, "message": message}).encode(), "application/json")
+        store.put(v.ERROR, json.dumps({"kind": kind, "message": message}).encode(), "application/json")
     except (OSError, StoreError) as exc:
         log(f"could not write error.json: {exc}")
     return code

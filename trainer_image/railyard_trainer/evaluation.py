@@ -12,8 +12,10 @@ from sklearn.calibration import calibration_curve
 from sklearn.inspection import permutation_importance
 
 from railyard_trainer.errors import BadDataError
+from railyard_trainer.vocabulary import BINARY, MULTICLASS, REGRESSION
 
-BINARY, MULTICLASS, REGRESSION = "binary", "multiclass", "regression"
+__all__ = ["BINARY", "MULTICLASS", "REGRESSION", "Evaluation", "evaluate", "plain", "resolve_task"]
+
 CURVE_POINTS = 500
 SCATTER_POINTS = 2000
 IMPORTANCE_ROWS = 2000
@@ -115,8 +117,9 @@ def evaluate_binary(estimator: Any, X: pd.DataFrame, y: pd.Series, seed: int) ->
 def evaluate_multiclass(estimator: Any, X: pd.DataFrame, y: pd.Series, seed: int) -> Evaluation:
     classes = list(estimator.classes_)
     proba = estimator.predict_proba(X)
-    predicted = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
-    truth = y.to_numpy(dtype=object)
+    # In the classes' own type: sklearn calls an object array of numbers "unknown" and refuses it.
+    predicted = np.asarray(estimator.classes_)[proba.argmax(axis=1)]
+    truth = y.to_numpy()
     metrics = {
         "accuracy": skm.accuracy_score(truth, predicted),
         "macro_f1": skm.f1_score(truth, predicted, average="macro", zero_division=0),

@@ -10,6 +10,7 @@ from sklearn.model_selection import train_test_split
 from railyard_trainer.data import in_range
 from railyard_trainer.errors import BadDataError
 from railyard_trainer.spec import TrainSpec
+from railyard_trainer.vocabulary import DATE_RANGE, RANDOM
 
 Split = tuple[pd.DataFrame, pd.DataFrame]
 
@@ -45,8 +46,8 @@ def split_randomly(frame: pd.DataFrame, spec: TrainSpec) -> Split:
 
 
 STRATEGIES: dict[str, Callable[[pd.DataFrame, TrainSpec], Split]] = {
-    "DATE_RANGE": split_by_date_range,
-    "RANDOM": split_randomly,
+    DATE_RANGE: split_by_date_range,
+    RANDOM: split_randomly,
 }
 
 

@@ -7,6 +7,7 @@ from datetime import date
 from typing import Any
 
 from railyard_trainer.errors import BadDataError
+from railyard_trainer.vocabulary import DEFAULT_HOLDOUT_FRACTION, RANDOM
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class Filter:
 class Holdout:
     sampling_function: str
     date_range: DateRange | None = None
-    fraction: float = 0.2
+    fraction: float = DEFAULT_HOLDOUT_FRACTION
     seed: int = 0
     stratify: bool | str = False
 
@@ -85,11 +86,11 @@ class TrainSpec:
                 )
                 for s in data["features"]
             ]
-            holdout_raw = data.get("holdout_sampling") or {"sampling_function": "RANDOM"}
+            holdout_raw = data.get("holdout_sampling") or {"sampling_function": RANDOM}
             holdout = Holdout(
                 sampling_function=holdout_raw["sampling_function"],
                 date_range=DateRange.parse(holdout_raw.get("date_range"), "holdout_sampling.date_range"),
-                fraction=float(holdout_raw.get("fraction", 0.2)),
+                fraction=float(holdout_raw.get("fraction", DEFAULT_HOLDOUT_FRACTION)),
                 seed=int(holdout_raw.get("seed", raw.get("seed", 0))),
                 stratify=holdout_raw.get("stratify", False),
             )

@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TextIO
 
+from railyard_trainer import vocabulary as v
+
 if TYPE_CHECKING:
     from railyard_trainer.storage import ArtifactStore
 
@@ -41,7 +43,7 @@ class StoredLog:
     pod's) cannot be read. A store that fails does not stop training.
     """
 
-    NAME = "log.txt"
+    NAME = v.LOG
 
     def __init__(self, store: ArtifactStore, interval: float = 5.0):
         self.store, self.interval = store, interval

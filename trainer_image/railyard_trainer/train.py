@@ -15,6 +15,7 @@ import pandas as pd
 from sklearn.utils._param_validation import InvalidParameterError
 
 from railyard_trainer import data, holdout
+from railyard_trainer import vocabulary as v
 from railyard_trainer.errors import BadDataError
 from railyard_trainer.evaluation import BINARY, evaluate, plain, resolve_task
 from railyard_trainer.spec import TrainSpec
@@ -28,9 +29,9 @@ LIBRARIES = ("railyard-trainer", "scikit-learn", "pandas", "numpy", "pyarrow", "
 def run(raw_spec: dict, store: ArtifactStore) -> dict[str, Any]:
     """Train the spec's workflow and write its artifacts; returns the metrics."""
     # A requeued run writes to the same place: what an earlier attempt concluded must not linger.
-    for stale in ("manifest.json", "error.json"):
+    for stale in (v.MANIFEST, v.ERROR):
         store.delete(stale)
-    written: list[StoredArtifact] = [store.put("spec.json", _json(raw_spec), "application/json")]
+    written: list[StoredArtifact] = [store.put(v.SPEC, _json(raw_spec), "application/json")]
     spec = TrainSpec.from_dict(raw_spec)
     workflow_cls = get_workflow(spec.workflow_name)
     needed = [*spec.classifier_features, spec.label]
@@ -86,14 +87,14 @@ def run(raw_spec: dict, store: ArtifactStore) -> dict[str, Any]:
         model = io.BytesIO()
         joblib.dump(estimator, model)
         written += [
-            store.put("model.joblib", model.getvalue(), "application/octet-stream"),
-            store.put("metadata.json", _json(metadata), "application/json"),
-            store.put("metrics.json", _json(result.metrics), "application/json"),
-            store.put("evaluation.json", _json({"task": task, "charts": result.charts}), "application/json"),
-            store.put("holdout_scores.parquet", _parquet(scores), "application/vnd.apache.parquet"),
+            store.put(v.MODEL, model.getvalue(), "application/octet-stream"),
+            store.put(v.METADATA, _json(metadata), "application/json"),
+            store.put(v.METRICS_FILE, _json(result.metrics), "application/json"),
+            store.put(v.EVALUATION, _json({"task": task, "charts": result.charts}), "application/json"),
+            store.put(v.HOLDOUT_SCORES, _parquet(scores), "application/vnd.apache.parquet"),
         ]
         # The manifest goes last: its presence means every other artifact is complete.
-        store.put("manifest.json", _json({"artifacts": [a.to_dict() for a in written]}), "application/json")
+        store.put(v.MANIFEST, _json({"artifacts": [a.to_dict() for a in written]}), "application/json")
     log(f"run {spec.run_id} finished: {task} {json.dumps(result.metrics)}")
     return result.metrics
 

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from railyard_trainer.paths import ROOTS_ENV
 from railyard_trainer.stages import THREADS_ENV
-from training.states import Cause
+from railyard_trainer.vocabulary import Cause
 
 #: The worker's settings that a trainer needs too: where S3 is, locale, the BLAS kernel to use.
 #: Nothing else of the worker's environment (SECRET_KEY, DATABASE_URL, …) ever reaches a trainer.
@@ -104,7 +104,7 @@ class JobPhase(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Outcome:
-    """What an executor saw of a job: its phase, a cause from `states.Cause` when it failed (or what
+    """What an executor saw of a job: its phase, a cause from `vocabulary.Cause` when it failed (or what
     it waits for), and words for people."""
 
     phase: JobPhase

@@ -23,6 +23,7 @@ from collections import deque
 from pathlib import Path
 
 from railyard_trainer.errors import EXIT_BAD_DATA, EXIT_OUT_OF_MEMORY
+from railyard_trainer.vocabulary import Cause
 from training.conf import railyard
 from training.executors.base import (
     LOCAL_TRAINER_SETTINGS,
@@ -37,7 +38,6 @@ from training.executors.base import (
     profile_memory,
 )
 from training.executors.supervisor import start_ticks
-from training.states import Cause
 
 SUPERVISOR = Path(__file__).with_name("supervisor.py")
 CANCEL_GRACE_SECONDS = 10

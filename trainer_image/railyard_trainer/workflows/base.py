@@ -7,8 +7,9 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
-CLASSIFICATION = "classification"
-REGRESSION = "regression"
+from railyard_trainer.vocabulary import CLASSIFICATION, REGRESSION
+
+__all__ = ["CLASSIFICATION", "REGRESSION", "Workflow"]
 
 
 class Workflow:

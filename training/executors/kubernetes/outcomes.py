@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from railyard_trainer.errors import EXIT_OUT_OF_MEMORY
+from railyard_trainer.vocabulary import Cause
 from training.executors.base import JobPhase, Outcome
-from training.states import Cause
 
 #: Container states that keep a pod from ever starting, with the cause and what a person should do.
 START_FAILURES: dict[str, tuple[Cause, str]] = {

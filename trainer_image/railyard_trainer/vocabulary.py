@@ -1,0 +1,180 @@
+"""The words of a training request and of its results, written once.
+
+Sources and formats, filter predicates, holdout sampling functions and the default holdout
+fraction, tasks, artifact names, the metric registry (each metric's task, which way is better,
+its display name, and the primary metric of each task), and the statuses of runs and jobs with
+the causes a job ends by (their transitions are `training.states`'). The trainer, Django's request contract,
+the launch form, the pages and `railyard.js` (through `json_script`) all read them from here. It
+imports nothing heavy, so that the web app can import it without pandas.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+
+SOURCES = ("file", "s3")
+FORMATS = ("parquet", "csv")
+
+COMPARISONS = ("Gt", "GtEq", "Lt", "LtEq")
+#: Predicates that take a list of values, and those that take none.
+LIST_PREDICATES = ("IsIn", "NotIn")
+VALUELESS_PREDICATES = ("IsNull", "NotNull")
+PREDICATES = ("Eq", "NotEq", *COMPARISONS, *LIST_PREDICATES, *VALUELESS_PREDICATES)
+
+DATE_RANGE, RANDOM = "DATE_RANGE", "RANDOM"
+SAMPLING_FUNCTIONS = (DATE_RANGE, RANDOM)
+DEFAULT_HOLDOUT_FRACTION = 0.2
+
+#: What a workflow says it does, and what evaluation makes of it once it has seen the label.
+CLASSIFICATION, REGRESSION = "classification", "regression"
+BINARY, MULTICLASS = "binary", "multiclass"
+WORKFLOW_TASKS = (CLASSIFICATION, REGRESSION)
+
+#: The files a run's attempt leaves in the artifact store.
+SPEC = "spec.json"
+MODEL = "model.joblib"
+METADATA = "metadata.json"
+METRICS_FILE = "metrics.json"
+EVALUATION = "evaluation.json"
+HOLDOUT_SCORES = "holdout_scores.parquet"
+LOG = "log.txt"
+#: Written last by a trainer that succeeded (every artifact with its size and sha256), or on failure.
+MANIFEST = "manifest.json"
+ERROR = "error.json"
+
+
+class Status(StrEnum):
+    """A status, shown capitalised."""
+
+    @property
+    def label(self) -> str:
+        return self.value.capitalize()
+
+
+class RunStatus(Status):
+    QUEUED = "queued"
+    SUBMITTED = "submitted"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in RUN_TERMINAL
+
+    @property
+    def is_active(self) -> bool:
+        return self in RUN_ACTIVE
+
+
+class JobStatus(Status):
+    PENDING = "pending"  # made for a run's attempt, not yet handed to the executor
+    LAUNCHED = "launched"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    LOST = "lost"  # the executor has no trace of it any more
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in JOB_TERMINAL
+
+
+class Cause(StrEnum):
+    """Why a job did not succeed (or why it waits), as the worker and smart retries read it."""
+
+    OOM = "oom"
+    DEADLINE = "deadline"
+    BAD_DATA = "bad_data"
+    CRASH = "crash"
+    DISAPPEARED = "disappeared"
+    CANCELLED = "cancelled"
+    UNSCHEDULABLE = "unschedulable"
+    IMAGE_PULL = "image_pull"
+    REFUSED = "refused"
+
+    @property
+    def label(self) -> str:
+        return CAUSE_LABELS[self]
+
+
+CAUSE_LABELS = {
+    Cause.OOM: "out of memory",
+    Cause.DEADLINE: "over its time limit",
+    Cause.BAD_DATA: "bad data",
+    Cause.CRASH: "the trainer crashed",
+    Cause.DISAPPEARED: "disappeared",
+    Cause.CANCELLED: "cancelled",
+    Cause.UNSCHEDULABLE: "no node can run it",
+    Cause.IMAGE_PULL: "the image cannot be pulled",
+    Cause.REFUSED: "the executor refused it",
+}
+RUN_TERMINAL = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
+RUN_ACTIVE = frozenset({RunStatus.QUEUED, RunStatus.SUBMITTED, RunStatus.RUNNING})
+#: Launched and not finished.
+RUN_IN_FLIGHT = frozenset({RunStatus.SUBMITTED, RunStatus.RUNNING})
+JOB_TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.LOST, JobStatus.CANCELLED})
+#: Handed to an executor and not finished: what a worker observes.
+JOB_IN_FLIGHT = frozenset({JobStatus.LAUNCHED, JobStatus.RUNNING})
+JOB_ACTIVE = frozenset({JobStatus.PENDING, *JOB_IN_FLIGHT})
+
+
+def choices(words: type[StrEnum]) -> list[tuple[str, str]]:
+    """A status enum as a model field's choices."""
+    return [(word.value, word.label) for word in words]
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    display: str
+    higher_is_better: bool
+    #: The tasks whose evaluation reports it.
+    tasks: tuple[str, ...]
+
+
+METRICS = {
+    metric.name: metric
+    for metric in (
+        Metric("roc_auc", "ROC AUC", True, (BINARY,)),
+        Metric("average_precision", "Average precision", True, (BINARY,)),
+        Metric("log_loss", "Log loss", False, (BINARY, MULTICLASS)),
+        Metric("brier", "Brier score", False, (BINARY,)),
+        Metric("accuracy", "Accuracy", True, (BINARY, MULTICLASS)),
+        Metric("precision", "Precision", True, (BINARY,)),
+        Metric("recall", "Recall", True, (BINARY,)),
+        Metric("f1", "F1", True, (BINARY,)),
+        Metric("macro_f1", "Macro F1", True, (MULTICLASS,)),
+        Metric("rmse", "RMSE", False, (REGRESSION,)),
+        Metric("mae", "MAE", False, (REGRESSION,)),
+        Metric("r2", "R²", True, (REGRESSION,)),
+    )
+}
+
+
+def task_metrics(task: str) -> tuple[str, ...]:
+    """The metrics the trainer reports for a task."""
+    return tuple(name for name, metric in METRICS.items() if task in metric.tasks)
+
+
+#: The one number that ranks models of a task, and of a workflow's task.
+PRIMARY_METRIC = {BINARY: "roc_auc", MULTICLASS: "macro_f1", REGRESSION: "r2"}
+PRIMARY_WORKFLOW_METRIC = {CLASSIFICATION: "roc_auc", REGRESSION: "r2"}
+
+
+def higher_is_better(name: str) -> bool:
+    """Whether a larger value of the metric is better (unknown metrics: yes)."""
+    return METRICS[name].higher_is_better if name in METRICS else True
+
+
+def for_browser() -> dict:
+    """What `railyard.js` needs of this vocabulary, for `json_script`."""
+    return {
+        "predicates": list(PREDICATES),
+        "list_predicates": list(LIST_PREDICATES),
+        "valueless_predicates": list(VALUELESS_PREDICATES),
+        "metrics": {name: asdict(metric) for name, metric in METRICS.items()},
+    }
