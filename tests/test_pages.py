@@ -72,6 +72,17 @@ def test_the_run_list_shows_runs_with_status_badges(signed_in, alice, fraud_requ
     assert '<span class="badge status-queued">queued</span>' in html
 
 
+def test_the_run_list_shows_each_runs_primary_metric_from_the_registry(signed_in, alice, fraud_request):
+    binary, regression = (services.submit(alice, fraud_request)[0] for _ in range(2))
+    succeed(binary, roc_auc=0.8123, log_loss=0.3)
+    succeed(regression, r2=0.4567, rmse=1.2)
+
+    html = signed_in.get("/").content.decode()
+
+    assert '<span class="muted">ROC AUC</span> 0.8123' in html
+    assert '<span class="muted">R²</span> 0.4567' in html
+
+
 def test_the_run_list_filters_and_says_when_nothing_matches(signed_in, alice, fraud_request):
     services.submit(alice, fraud_request)
     html = signed_in.get("/", {"status": "succeeded"}).content.decode()

@@ -11,7 +11,19 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
-from railyard_trainer.vocabulary import JOB_IN_FLIGHT, RUN_ACTIVE, Cause, JobStatus, RunStatus, choices
+from railyard_trainer.vocabulary import (
+    BINARY,
+    JOB_IN_FLIGHT,
+    METRICS,
+    MULTICLASS,
+    PRIMARY_METRIC,
+    REGRESSION,
+    RUN_ACTIVE,
+    Cause,
+    JobStatus,
+    RunStatus,
+    choices,
+)
 
 
 class Project(models.Model):
@@ -115,6 +127,15 @@ class Run(models.Model):
     def duration_seconds(self) -> float | None:
         if self.started_at and self.finished_at:
             return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+    @property
+    def primary_metric(self) -> tuple[str, float] | None:
+        """The metric that ranks runs of its task (ROC AUC, macro F1, R²) and its value, once it has one."""
+        for task in (BINARY, MULTICLASS, REGRESSION):
+            name = PRIMARY_METRIC[task]
+            if name in (self.metrics or {}):
+                return METRICS[name].display, self.metrics[name]
         return None
 
     def current_job(self) -> Job | None:
