@@ -14,23 +14,8 @@ from typing import Any
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
-from railyard_trainer.vocabulary import (
-    JOB_ACTIVE,
-    JOB_IN_FLIGHT,
-    JOB_TERMINAL,
-    RUN_ACTIVE,
-    RUN_IN_FLIGHT,
-    RUN_TERMINAL,
-    Cause,
-    JobStatus,
-    RunStatus,
-)
+from railyard_trainer.vocabulary import JOB_TERMINAL, Cause, JobStatus, RunStatus
 from training.models import Job, JobEvent, JobRun, Run, RunEvent
-
-__all__ = ["ACTIVE", "IN_FLIGHT", "JOB_ACTIVE", "JOB_IN_FLIGHT", "TERMINAL", "Cause", "JobStatus", "RunStatus"]
-
-
-TERMINAL, ACTIVE, IN_FLIGHT = RUN_TERMINAL, RUN_ACTIVE, RUN_IN_FLIGHT
 
 #: The transitions the system makes on its own. Leaving a terminal state takes an operator.
 TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
