@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from railyard_trainer.errors import BadDataError
+from railyard_trainer.spec import TrainSpec
 from training.models import Run
 
 pytestmark = pytest.mark.usefixtures("workflows")
@@ -194,6 +196,29 @@ def test_it_refuses_a_request_that_cannot_train(api, fraud_request, case):
     assert path in errors, errors
     assert any(message in m for m in errors[path]), errors[path]
     assert Run.objects.count() == 0
+
+
+#: What only the service can judge: installed workflows, files under its data roots, compute profiles,
+#: and the request's own top-level fields.
+SERVICE_ONLY = {
+    "unknown workflow",
+    "file that does not exist",
+    "unknown compute resource",
+    "project that is not a slug",
+}
+SPEC_CASES = [c for c in CASES if c not in SERVICE_ONLY and CASES[c][1].startswith(("data", "train"))]
+
+
+@pytest.mark.parametrize("case", SPEC_CASES, ids=SPEC_CASES)
+def test_the_trainer_refuses_the_same_spec_with_the_same_words(fraud_request, case):
+    mutate, path, message = CASES[case]
+    mutate(fraud_request)
+
+    with pytest.raises(BadDataError) as refused:
+        TrainSpec.from_dict({**fraud_request, "run_id": "1", "seed": 0})
+
+    assert f"{path}: " in str(refused.value)
+    assert message in str(refused.value)
 
 
 def test_it_names_every_bad_field_at_once(api, fraud_request):

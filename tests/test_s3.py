@@ -196,7 +196,7 @@ def test_partitions_outside_the_date_range_are_not_read(s3, s3_server):
     )
     s3_server.requests.clear()
 
-    frame = read_source(spec, "data.features[0]", DateRange.parse({"start": "2026-01-02", "end": "2026-01-03"}, "r"))
+    frame = read_source(spec, "data.features[0]", DateRange.parse({"start": "2026-01-02", "end": "2026-01-03"}))
 
     assert frame.to_dict("list") == {"date": ["2026-01-02"], "amount": [1.0]}
     assert len([m for m, _ in s3_server.requests if m == "GET" and "part-0" in _]) == 1

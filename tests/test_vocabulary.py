@@ -12,14 +12,15 @@ import pandas as pd
 import pytest
 from sklearn.dummy import DummyClassifier, DummyRegressor
 
-from railyard_trainer import data, evaluation, holdout, sources
+from railyard_trainer import data, evaluation, holdout, schema, sources
 from railyard_trainer import vocabulary as v
-from training import compare, contract
+from training import compare
 
 
 def test_it_imports_nothing_heavy():
     probe = (
-        "import sys, railyard_trainer.vocabulary; print(sorted(m for m in ('pandas', 'django') if m in sys.modules))"
+        "import sys, railyard_trainer.vocabulary, railyard_trainer.schema; "
+        "print(sorted(m for m in ('pandas', 'django') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
@@ -29,7 +30,7 @@ def test_the_trainer_implements_exactly_the_words_of_the_request():
     assert tuple(data.PREDICATES) == v.PREDICATES
     assert tuple(holdout.STRATEGIES) == v.SAMPLING_FUNCTIONS
     assert tuple(sources.FORMATS) == v.FORMATS
-    assert contract.PREDICATES is v.PREDICATES  # the contract reads them, it does not repeat them
+    assert schema.PREDICATES is v.PREDICATES  # the schema reads them, it does not repeat them
 
 
 @pytest.mark.parametrize(

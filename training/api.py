@@ -1,4 +1,4 @@
-"""The REST API (`/api/v1/`): thin views over `services`, `contract` and the artifact store."""
+"""The REST API (`/api/v1/`): thin views over `services` and the artifact store."""
 
 from __future__ import annotations
 
@@ -18,9 +18,10 @@ from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from railyard_trainer.schema import InvalidRequest, parse_body
 from railyard_trainer.storage import StoreError
 from railyard_trainer.vocabulary import RunStatus
-from training import access, artifacts, contract, logs, services
+from training import access, artifacts, logs, services
 from training.conf import railyard
 from training.models import Run, RunQuerySet, Workflow
 from training.openapi import run_request_schema
@@ -74,16 +75,16 @@ EXAMPLE_REQUEST = {
 
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
-    if isinstance(exc, contract.InvalidRequest):
+    if isinstance(exc, InvalidRequest):
         return Response(
             {"detail": "The request cannot train.", "errors": exc.errors}, status=status.HTTP_400_BAD_REQUEST
         )
-    if isinstance(exc, contract.IdempotencyConflict):
+    if isinstance(exc, services.IdempotencyConflict):
         return Response(
-            {"detail": str(exc), "errors": {contract.IDEMPOTENCY_HEADER: [str(exc)]}},
+            {"detail": str(exc), "errors": {services.IDEMPOTENCY_HEADER: [str(exc)]}},
             status=status.HTTP_422_UNPROCESSABLE_ENTITY,
         )
-    if isinstance(exc, contract.IdempotencyInFlight):
+    if isinstance(exc, services.IdempotencyInFlight):
         return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
     if isinstance(exc, RequestDataTooBig):
         return Response(
@@ -169,7 +170,7 @@ def whole_number(raw: str, name: str, maximum: int) -> int:
     """A query parameter that must be a whole number from 1 to `maximum`; a 400 naming it otherwise."""
     # ASCII digits only: str.isdigit() also accepts '³', which int() refuses.
     if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= maximum:
-        raise contract.InvalidRequest({name: [f"Must be a whole number from 1 to {maximum}."]})
+        raise InvalidRequest({name: [f"Must be a whole number from 1 to {maximum}."]})
     return int(raw)
 
 
@@ -201,7 +202,7 @@ class RunList(generics.ListAPIView):
         params = self.request.query_params
         if "status" in params and params["status"] not in [status.value for status in RunStatus]:
             known = ", ".join([status.value for status in RunStatus])
-            raise contract.InvalidRequest({"status": [f"Unknown status {params['status']!r}; choose one of {known}."]})
+            raise InvalidRequest({"status": [f"Unknown status {params['status']!r}; choose one of {known}."]})
         filters = {"status": "status", "project": "project__name", "workflow_name": "workflow__name", "user": "user"}
         for param, field in filters.items():
             if params.get(param):
@@ -233,10 +234,10 @@ class RunList(generics.ListAPIView):
         },
         parameters=[
             OpenApiParameter(
-                contract.IDEMPOTENCY_HEADER,
+                services.IDEMPOTENCY_HEADER,
                 str,
                 OpenApiParameter.HEADER,
-                description=f"At most {contract.MAX_IDEMPOTENCY_KEY} characters; remembered for 24 hours "
+                description=f"At most {services.MAX_IDEMPOTENCY_KEY} characters; remembered for 24 hours "
                 "(RAILYARD_IDEMPOTENCY_KEY_TTL_HOURS).",
             )
         ],
@@ -244,8 +245,8 @@ class RunList(generics.ListAPIView):
         description="Submit a training request. A repeat with the same Idempotency-Key returns the first run.",
     )
     def post(self, request: Request) -> Response:
-        payload = contract.parse_body(request.body)
-        key = contract.clean_idempotency_key(request.headers.get(contract.IDEMPOTENCY_HEADER))
+        payload = parse_body(request.body)
+        key = services.clean_idempotency_key(request.headers.get(services.IDEMPOTENCY_HEADER))
         run, created = services.submit(request.user, payload, key)
         return Response(
             RunSerializer(run, context={"request": request}).data,

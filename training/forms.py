@@ -11,12 +11,13 @@ from typing import Any
 
 from django import forms
 
+from railyard_trainer import schema
 from railyard_trainer import vocabulary as v
 from training import contract
 from training.conf import railyard
 from training.models import Workflow
 
-FORMATS = [(f, f) for f in contract.FORMATS]
+FORMATS = [(f, f) for f in v.FORMATS]
 SAMPLING = [(v.DATE_RANGE, "Date range (holdout after training)"), (v.RANDOM, "Random fraction")]
 
 #: Contract paths → form fields, first match wins.
@@ -106,8 +107,8 @@ class LaunchForm(forms.Form):
         if not raw:
             return default
         try:
-            return contract.loads(raw, name)
-        except contract.InvalidRequest as exc:
+            return schema.loads(raw, name)
+        except schema.InvalidRequest as exc:
             for messages in exc.errors.values():
                 for message in messages:
                     self.add_error(name, message)
@@ -162,7 +163,7 @@ class LaunchForm(forms.Form):
             return cleaned
         try:
             contract.validate(payload)
-        except contract.InvalidRequest as exc:
+        except schema.InvalidRequest as exc:
             for path, messages in exc.errors.items():
                 field = field_for(path)
                 for message in messages:

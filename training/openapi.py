@@ -1,11 +1,11 @@
-"""How the API describes itself: the training request's schema, built from the contract's own
-vocabulary, so that the two cannot drift apart. `contract.validate` stays the judge; this only tells."""
+"""How the API describes itself: the training request's schema, built from the request's own
+vocabulary, so that the two cannot drift apart. `railyard_trainer.schema` stays the judge; this only tells."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from training import contract
+from railyard_trainer import schema, vocabulary
 
 DATE = {"type": "string", "format": "date", "example": "2026-01-01"}
 DATE_RANGE = {
@@ -28,8 +28,8 @@ def run_request_schema() -> dict[str, Any]:
     source = _object(
         {
             "names": NAMES,
-            "source": {"type": "string", "enum": list(contract.SOURCES)},
-            "format": {"type": "string", "enum": list(contract.FORMATS)},
+            "source": {"type": "string", "enum": list(vocabulary.SOURCES)},
+            "format": {"type": "string", "enum": list(vocabulary.FORMATS)},
             "path": {
                 "type": "string",
                 "maxLength": 2048,
@@ -44,7 +44,7 @@ def run_request_schema() -> dict[str, Any]:
     filter_ = _object(
         {
             "feature_name": {"type": "string"},
-            "predicate": {"type": "string", "enum": list(contract.PREDICATES)},
+            "predicate": {"type": "string", "enum": list(vocabulary.PREDICATES)},
             "feature_value": {
                 "description": "A value for comparisons, a list for IsIn/NotIn, nothing for IsNull/NotNull.",
                 "oneOf": [SCALAR, {"type": "array", "items": SCALAR, "minItems": 1}],
@@ -54,7 +54,7 @@ def run_request_schema() -> dict[str, Any]:
     )
     holdout = _object(
         {
-            "sampling_function": {"type": "string", "enum": list(contract.SAMPLING_FUNCTIONS)},
+            "sampling_function": {"type": "string", "enum": list(vocabulary.SAMPLING_FUNCTIONS)},
             "date_range": DATE_RANGE,
             "fraction": {
                 "type": "number",
@@ -83,7 +83,7 @@ def run_request_schema() -> dict[str, Any]:
             "label": {"type": "string", "minLength": 1, "maxLength": 255},
             "custom_params": {
                 "type": "object",
-                "description": f"Passed to the workflow untouched (at most {contract.MAX_DEPTH} levels deep in all).",
+                "description": f"Passed to the workflow untouched (at most {schema.MAX_DEPTH} levels deep in all).",
             },
         },
         ["workflow_name", "classifier_features", "label"],

@@ -10,17 +10,43 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from railyard_trainer.vocabulary import RunStatus
+from railyard_trainer.schema import InvalidRequest, check_json
+from railyard_trainer.vocabulary import FILE, RunStatus
 from training import contract, states
 from training.conf import railyard
 from training.models import IdempotencyKey, Project, Run, RunEvent, Workflow
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+MAX_IDEMPOTENCY_KEY = 255
+
+
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was used before with a different request."""
+
+
+class IdempotencyInFlight(Exception):
+    """Another request with the same Idempotency-Key has not settled yet."""
+
+
+def clean_idempotency_key(raw: str | None) -> str | None:
+    """The Idempotency-Key header's value; InvalidRequest when it is too long or holds control characters."""
+    key = (raw or "").strip()
+    if not key:
+        return None
+    if len(key) > MAX_IDEMPOTENCY_KEY:
+        raise InvalidRequest(
+            {IDEMPOTENCY_HEADER: [f"Must be at most {MAX_IDEMPOTENCY_KEY} characters (it has {len(key)})."]}
+        )
+    if not key.isprintable():
+        raise InvalidRequest({IDEMPOTENCY_HEADER: ["Must not contain control characters."]})
+    return key
 
 
 def resolve_spec(clean: dict, run_id: int) -> dict:
     """The trainer's spec: the cleaned request with paths made absolute and the run's identity added."""
     spec = copy.deepcopy(clean)
     for source in spec["data"]["features"]:
-        if source["source"] == "file":
+        if source["source"] == FILE:
             source["path"] = str(contract.data_file(source["path"]))
     spec["run_id"] = str(run_id)
     spec["seed"] = spec["data"]["holdout_sampling"].get("seed", 0)
@@ -36,13 +62,13 @@ def submit(owner: AbstractBaseUser, payload: object, idempotency_key: str | None
     """
     if not idempotency_key:
         return _create(owner, payload, contract.validate(payload)), True
-    contract.check_json(payload)
+    check_json(payload)
     fingerprint = request_hash(payload)
     for _ in range(3):
         known = _live_key(owner, idempotency_key)
         if known is not None:
             if known.request_hash != fingerprint:
-                raise contract.IdempotencyConflict(
+                raise IdempotencyConflict(
                     f"This Idempotency-Key was used with a different request (run {known.run_id}); "
                     "send a new key for a new request."
                 )
@@ -55,7 +81,7 @@ def submit(owner: AbstractBaseUser, payload: object, idempotency_key: str | None
             return run, True
         except IntegrityError:
             continue  # a concurrent request with this key committed first: answer as its repeat
-    raise contract.IdempotencyInFlight("A request with this Idempotency-Key is still being processed; retry shortly.")
+    raise IdempotencyInFlight("A request with this Idempotency-Key is still being processed; retry shortly.")
 
 
 def request_hash(payload: object) -> str:

@@ -1,4 +1,6 @@
-"""The resolved training spec the trainer is given (the request, with paths and defaults resolved)."""
+"""The resolved training spec the trainer is given (the request, with paths and defaults resolved).
+
+Its rules are the request's (`railyard_trainer.schema`); this only turns a checked spec into values."""
 
 from __future__ import annotations
 
@@ -6,8 +8,9 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from railyard_trainer import schema
 from railyard_trainer.errors import BadDataError
-from railyard_trainer.vocabulary import DEFAULT_HOLDOUT_FRACTION, RANDOM
+from railyard_trainer.vocabulary import DEFAULT_HOLDOUT_FRACTION
 
 
 @dataclass(frozen=True)
@@ -16,16 +19,9 @@ class DateRange:
     end: date
 
     @classmethod
-    def parse(cls, raw: dict | None, where: str) -> DateRange | None:
-        if raw is None:
-            return None
-        try:
-            start, end = date.fromisoformat(raw["start"]), date.fromisoformat(raw["end"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise BadDataError(f"{where}: needs ISO dates 'start' and 'end' ({exc})") from exc
-        if start >= end:
-            raise BadDataError(f"{where}: start {start} is not before end {end}")
-        return cls(start, end)
+    def parse(cls, raw: dict | None) -> DateRange | None:
+        """The range of a checked spec's {"start", "end"}."""
+        return None if raw is None else cls(date.fromisoformat(raw["start"]), date.fromisoformat(raw["end"]))
 
 
 @dataclass(frozen=True)
@@ -73,9 +69,20 @@ class TrainSpec:
 
     @classmethod
     def from_dict(cls, raw: dict) -> TrainSpec:
+        """The spec's values; BadDataError naming every field that breaks the request's rules."""
         try:
-            data, train = raw["data"], raw["train"]
-            sources = [
+            clean = schema.check_spec(raw)
+        except schema.InvalidRequest as exc:
+            raise BadDataError(f"the spec is malformed: {exc}") from None
+        data, train = clean["data"], clean["train"]
+        held = data["holdout_sampling"]
+        return cls(
+            run_id=clean["run_id"],
+            workflow_name=train["workflow_name"],
+            classifier_features=list(train["classifier_features"]),
+            label=train["label"],
+            custom_params=dict(train["custom_params"]),
+            sources=[
                 FeatureSource(
                     names=list(s["names"]),
                     source=s["source"],
@@ -85,29 +92,18 @@ class TrainSpec:
                     join_on=_as_list(s.get("join_on")),
                 )
                 for s in data["features"]
-            ]
-            holdout_raw = data.get("holdout_sampling") or {"sampling_function": RANDOM}
-            holdout = Holdout(
-                sampling_function=holdout_raw["sampling_function"],
-                date_range=DateRange.parse(holdout_raw.get("date_range"), "holdout_sampling.date_range"),
-                fraction=float(holdout_raw.get("fraction", DEFAULT_HOLDOUT_FRACTION)),
-                seed=int(holdout_raw.get("seed", raw.get("seed", 0))),
-                stratify=holdout_raw.get("stratify", False),
-            )
-            return cls(
-                run_id=str(raw.get("run_id", "local")),
-                workflow_name=train["workflow_name"],
-                classifier_features=list(train["classifier_features"]),
-                label=train["label"],
-                custom_params=dict(train.get("custom_params") or {}),
-                sources=sources,
-                date_range=DateRange.parse(data.get("date_range"), "data.date_range"),
-                filters=[Filter(**f) for f in data.get("filters") or []],
-                holdout=holdout,
-                seed=int(raw.get("seed", 0)),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise BadDataError(f"the spec is malformed: {type(exc).__name__}: {exc}") from exc
+            ],
+            date_range=DateRange.parse(data.get("date_range")),
+            filters=[Filter(**f) for f in data["filters"]],
+            holdout=Holdout(
+                sampling_function=held["sampling_function"],
+                date_range=DateRange.parse(held.get("date_range")),
+                fraction=float(held.get("fraction", DEFAULT_HOLDOUT_FRACTION)),
+                seed=held.get("seed", clean["seed"]),
+                stratify=held.get("stratify", False),
+            ),
+            seed=clean["seed"],
+        )
 
 
 def _as_list(value: str | list[str] | None) -> list[str]:

@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 
-SOURCES = ("file", "s3")
+FILE, S3 = "file", "s3"
+SOURCES = (FILE, S3)
 FORMATS = ("parquet", "csv")
 
 COMPARISONS = ("Gt", "GtEq", "Lt", "LtEq")

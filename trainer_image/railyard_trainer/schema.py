@@ -1,0 +1,418 @@
+"""The training request's one schema: its shape, each field's rules, and the defaults it fills in.
+
+`check(payload, catalogue)` is what the service asks of a request (the API, the launch form, a retry);
+`check_spec(raw)` is what the trainer asks of the resolved spec it is given. Both apply the same rules
+to `data` and `train`, so a request Railyard accepts is a spec the trainer accepts. Errors map a
+dotted path (`data.features[0].path`) to its messages. What only the service knows — which workflows
+are installed, which compute profiles exist, which files lie under the data roots — comes in as a
+`Catalogue`; without one those fields are checked for their shape only. Imports no pandas and no Django.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from railyard_trainer.vocabulary import (
+    COMPARISONS,
+    DATE_RANGE,
+    DEFAULT_HOLDOUT_FRACTION,
+    FILE,
+    FORMATS,
+    LIST_PREDICATES,
+    PREDICATES,
+    RANDOM,
+    S3,
+    SAMPLING_FUNCTIONS,
+    SOURCES,
+    VALUELESS_PREDICATES,
+)
+
+#: How deep a request's JSON may nest (custom_params included); deeper is refused, not parsed.
+MAX_DEPTH = 64
+
+TOP_LEVEL = {"user", "project", "model_description", "compute_resource", "data", "train", "retry"}
+#: What the service adds to a request to make the trainer's spec.
+SPEC_ONLY = {"run_id", "seed"}
+DATA_KEYS = {"features", "date_range", "filters", "holdout_sampling"}
+SOURCE_KEYS = {"names", "source", "format", "path", "date_column", "join_on"}
+FILTER_KEYS = {"feature_name", "predicate", "feature_value"}
+HOLDOUT_KEYS = {"sampling_function", "date_range", "fraction", "seed", "stratify"}
+TRAIN_KEYS = {"workflow_name", "classifier_features", "label", "custom_params"}
+RETRY_KEYS = {"on_oom"}
+S3_PATH = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/|$)")
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """What the service knows and the request is checked against."""
+
+    workflows: Collection[str]
+    compute_resources: Collection[str]
+    default_compute_resource: str
+    #: Why a `file` source's path cannot be read (outside the data roots, no such file), or None.
+    file_problem: Callable[[str], str | None]
+
+
+class InvalidRequest(Exception):
+    def __init__(self, errors: dict[str, list[str]]):
+        super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()))
+        self.errors = errors
+
+
+def parse_body(body: bytes) -> Any:
+    """The JSON document of a request body, or InvalidRequest naming what is wrong with it."""
+    if not body.strip():
+        raise InvalidRequest({"body": ["The body is empty; send the training request as JSON."]})
+    return loads(body, "body")
+
+
+def loads(raw: str | bytes, where: str) -> Any:
+    """JSON from a client: InvalidRequest (naming `where`) when it is not JSON or is nested past MAX_DEPTH."""
+    try:
+        value = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidRequest({where: [f"Not valid JSON: {exc}."]}) from None
+    except RecursionError:
+        raise InvalidRequest({where: [f"JSON may be nested at most {MAX_DEPTH} levels deep."]}) from None
+    check_json(value, where)
+    return value
+
+
+def check_json(value: Any, where: str = "body") -> None:
+    """InvalidRequest for what no field may hold: a NUL character anywhere, nesting past MAX_DEPTH."""
+    errors: dict[str, list[str]] = {}
+    # Iterative, so that a document nested thousands deep cannot exhaust the stack here.
+    stack: list[tuple[Any, str, int]] = [(value, where, 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            errors.setdefault(path, []).append(f"JSON may be nested at most {MAX_DEPTH} levels deep.")
+            continue
+        if isinstance(item, str) and (problem := _text_problem(item)):
+            errors.setdefault(path, []).append(f"Must not contain {problem}.")
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                child_path = key_path(path, key)
+                if problem := _text_problem(key):
+                    errors.setdefault(child_path, []).append(f"Field names must not contain {problem}.")
+                stack.append((child, child_path, depth + 1))
+        elif isinstance(item, list):
+            stack.extend((child, f"{path}[{i}]", depth + 1) for i, child in enumerate(item))
+    if errors:
+        raise InvalidRequest(errors)
+
+
+def _text_problem(text: str) -> str | None:
+    """What no stored text may hold: NUL (PostgreSQL refuses it), or a lone surrogate escape such as
+    \\ud800 (valid JSON, but not Unicode text that can be stored)."""
+    if "\x00" in text:
+        return "NUL characters"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "lone surrogate escapes (\\ud800 to \\udfff)"
+    return None
+
+
+def key_path(path: str, key: str) -> str:
+    """The dotted path of a field, printable in an error answer whatever the field's name holds."""
+    key = key.replace("\x00", "\\0").encode("utf-8", "backslashreplace").decode("utf-8")
+    return key if path == "body" else f"{path}.{key}"
+
+
+class _Checker:
+    def __init__(self) -> None:
+        self.errors: dict[str, list[str]] = {}
+
+    def add(self, path: str, message: str) -> None:
+        self.errors.setdefault(path, []).append(message)
+
+    def obj(self, value: Any, path: str, allowed: set[str], required: tuple[str, ...] = ()) -> dict:
+        if not isinstance(value, dict):
+            self.add(path or "body", "Must be a JSON object.")
+            return {}
+        for key in sorted(set(value) - allowed):
+            self.add(_join(path, key), "Unknown field.")
+        for key in required:
+            if value.get(key) in (None, "", []):
+                self.add(_join(path, key), "This field is required.")
+        return value
+
+    def string(self, value: Any, path: str, max_length: int = 255) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value.strip():
+            self.add(path, "Must be a non-empty string.")
+            return None
+        if len(value) > max_length:
+            self.add(path, f"Must be at most {max_length} characters.")
+            return None
+        return value
+
+    def names(self, value: Any, path: str) -> list[str]:
+        if value is None:
+            return []
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            self.add(path, "Must be a list of column names.")
+            return []
+        if len(set(value)) != len(value):
+            self.add(path, "Names must not repeat.")
+        return value
+
+    def date_range(self, value: Any, path: str) -> tuple[date, date] | None:
+        if value is None:
+            return None
+        value = self.obj(value, path, {"start", "end"}, ("start", "end"))
+        bounds = []
+        for key in ("start", "end"):
+            raw = value.get(key)
+            if raw is None:
+                continue
+            try:
+                bounds.append(date.fromisoformat(raw))
+            except (TypeError, ValueError):
+                self.add(f"{path}.{key}", f"{raw!r} is not a date (YYYY-MM-DD).")
+        if len(bounds) != 2:
+            return None
+        if bounds[0] >= bounds[1]:
+            self.add(f"{path}.start", f"The start {bounds[0]} must be before the end {bounds[1]}.")
+            return None
+        return bounds[0], bounds[1]
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, str | int | float | bool) and value is not None
+
+
+def check(payload: Any, catalogue: Catalogue) -> dict:
+    """The cleaned request, with defaults filled in; InvalidRequest listing every bad field."""
+    check_json(payload)
+    c = _Checker()
+    request = c.obj(payload, "", TOP_LEVEL, ("project", "data", "train"))
+    if not isinstance(payload, dict):
+        raise InvalidRequest(c.errors)
+
+    c.string(request.get("user"), "user", 150)
+    project = request.get("project")
+    if project is not None and (not isinstance(project, str) or not _is_slug(project)):
+        c.add("project", "Use letters, digits, '-' and '_' only (at most 100 characters).")
+    if not isinstance(request.get("model_description", ""), str):
+        c.add("model_description", "Must be a string.")
+    compute = request.get("compute_resource", catalogue.default_compute_resource)
+    if not isinstance(compute, str) or compute not in catalogue.compute_resources:
+        known = ", ".join(catalogue.compute_resources)
+        c.add("compute_resource", f"Unknown compute resource {compute!r}; choose one of {known}.")
+    data, train = _check_training(c, request, catalogue)
+    retry = c.obj(request.get("retry"), "retry", RETRY_KEYS) if "retry" in request else {}
+    if not isinstance(retry.get("on_oom", True), bool):
+        c.add("retry.on_oom", "Must be true or false.")
+
+    if c.errors:
+        raise InvalidRequest(c.errors)
+    return {
+        "user": request.get("user"),
+        "project": project,
+        "model_description": request.get("model_description", ""),
+        "compute_resource": compute,
+        "data": data,
+        "train": train,
+        "retry": {"on_oom": retry.get("on_oom", True)},
+    }
+
+
+def check_spec(raw: Any) -> dict:
+    """The trainer's side: a resolved spec's `data` and `train` by the request's rules, defaults filled
+    in, plus its `run_id` and `seed`; InvalidRequest listing every bad field."""
+    check_json(raw)
+    c = _Checker()
+    spec = c.obj(raw, "", TOP_LEVEL | SPEC_ONLY, ("data", "train"))
+    if not isinstance(raw, dict):
+        raise InvalidRequest(c.errors)
+    data, train = _check_training(c, spec, None)
+    seed = spec.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        c.add("seed", "Must be an integer.")
+    if c.errors:
+        raise InvalidRequest(c.errors)
+    return {"run_id": str(spec.get("run_id", "local")), "seed": seed, "data": data, "train": train}
+
+
+def _check_training(c: _Checker, request: dict, catalogue: Catalogue | None) -> tuple[dict, dict]:
+    """`data` and `train`, checked and with their defaults."""
+    data = c.obj(request.get("data"), "data", DATA_KEYS, ("features",)) if "data" in request else {}
+    file_problem = catalogue.file_problem if catalogue else None
+    columns, date_columns = _check_sources(c, data.get("features"), file_problem)
+    date_range = c.date_range(data.get("date_range"), "data.date_range")
+    if data.get("date_range") is not None and not date_columns:
+        c.add("data.date_range", "A date range needs a feature source with a 'date_column'.")
+    _check_filters(c, data.get("filters"), columns)
+    holdout = _check_holdout(c, data.get("holdout_sampling"), date_range, date_columns, columns)
+    train = (
+        c.obj(request.get("train"), "train", TRAIN_KEYS, ("workflow_name", "classifier_features", "label"))
+        if "train" in request
+        else {}
+    )
+    _check_train(c, train, columns, catalogue.workflows if catalogue else None)
+    return (
+        {**data, "holdout_sampling": holdout, "filters": data.get("filters") or []},
+        {**train, "custom_params": train.get("custom_params") or {}},
+    )
+
+
+def _is_slug(value: str) -> bool:
+    return 0 < len(value) <= 100 and all(ch.isalnum() or ch in "-_" for ch in value) and value.isascii()
+
+
+def _check_sources(
+    c: _Checker, features: Any, file_problem: Callable[[str], str | None] | None
+) -> tuple[set[str], list[str]]:
+    columns: set[str] = set()
+    date_columns: list[str] = []
+    if features is None:
+        return columns, date_columns
+    if not isinstance(features, list) or not features:
+        c.add("data.features", "Must be a non-empty list of feature sources.")
+        return columns, date_columns
+    for i, raw in enumerate(features):
+        path = f"data.features[{i}]"
+        source = c.obj(raw, path, SOURCE_KEYS, ("names", "source", "format", "path"))
+        names = c.names(source.get("names"), f"{path}.names")
+        if source.get("source") is not None and source["source"] not in SOURCES:
+            c.add(f"{path}.source", f"Unknown source {source['source']!r}; choose one of {', '.join(SOURCES)}.")
+        if source.get("format") is not None and source["format"] not in FORMATS:
+            c.add(f"{path}.format", f"Unknown format {source['format']!r}; choose one of {', '.join(FORMATS)}.")
+        location = c.string(source.get("path"), f"{path}.path", 2048)
+        if location and file_problem and source.get("source") == FILE and (problem := file_problem(location)):
+            c.add(f"{path}.path", problem)
+        if location and source.get("source") == S3 and not S3_PATH.match(location):
+            c.add(f"{path}.path", "An s3 source's path is s3://bucket/key, or s3://bucket/prefix/ for many files.")
+        date_column = source.get("date_column")
+        if date_column is not None:
+            if date_column not in names:
+                c.add(f"{path}.date_column", f"{date_column!r} is not among this source's names.")
+            else:
+                date_columns.append(date_column)
+        join_on = c.names(source.get("join_on"), f"{path}.join_on")
+        if i > 0 and not join_on:
+            c.add(f"{path}.join_on", "Sources after the first need the key to join them on.")
+        for key in join_on:
+            if key not in names:
+                c.add(f"{path}.join_on", f"{key!r} is not among this source's names.")
+            elif key not in columns:
+                c.add(f"{path}.join_on", f"{key!r} is not among the names of the sources before it.")
+        columns |= set(names)
+    return columns, date_columns
+
+
+def _check_filters(c: _Checker, filters: Any, columns: set[str]) -> None:
+    if filters is None:
+        return
+    if not isinstance(filters, list):
+        c.add("data.filters", "Must be a list of filters.")
+        return
+    for i, raw in enumerate(filters):
+        path = f"data.filters[{i}]"
+        flt = c.obj(raw, path, FILTER_KEYS, ("feature_name", "predicate"))
+        name, predicate, value = flt.get("feature_name"), flt.get("predicate"), flt.get("feature_value")
+        if name is not None and not isinstance(name, str):
+            c.add(f"{path}.feature_name", "Must be a column name.")
+        elif name is not None and name not in columns:
+            c.add(f"{path}.feature_name", f"{name!r} is not among the feature sources' names.")
+        if predicate is None:
+            continue
+        if predicate not in PREDICATES:
+            c.add(f"{path}.predicate", f"Unknown predicate {predicate!r}; choose one of {', '.join(PREDICATES)}.")
+        elif predicate in LIST_PREDICATES:
+            if not isinstance(value, list) or not value or not all(_scalar(v) for v in value):
+                c.add(f"{path}.feature_value", f"{predicate} needs a non-empty list of values.")
+        elif predicate in VALUELESS_PREDICATES:
+            if value is not None:
+                c.add(f"{path}.feature_value", f"{predicate} takes no value.")
+        elif predicate in COMPARISONS:
+            if isinstance(value, bool) or not isinstance(value, int | float | str):
+                c.add(f"{path}.feature_value", f"{predicate} needs a number or a date string.")
+        elif not _scalar(value):
+            c.add(f"{path}.feature_value", f"{predicate} needs a single value (string, number or boolean).")
+
+
+def _check_holdout(
+    c: _Checker,
+    raw: Any,
+    date_range: tuple[date, date] | None,
+    date_columns: list[str],
+    columns: set[str],
+) -> dict:
+    path = "data.holdout_sampling"
+    if raw is None:
+        return {"sampling_function": RANDOM, "fraction": DEFAULT_HOLDOUT_FRACTION, "seed": 0, "stratify": False}
+    holdout = c.obj(raw, path, HOLDOUT_KEYS, ("sampling_function",))
+    function = holdout.get("sampling_function")
+    if function is not None and function not in SAMPLING_FUNCTIONS:
+        c.add(
+            f"{path}.sampling_function",
+            f"Unknown sampling function {function!r}; choose one of {', '.join(SAMPLING_FUNCTIONS)}.",
+        )
+    if function == DATE_RANGE:
+        if holdout.get("date_range") is None:
+            c.add(f"{path}.date_range", "DATE_RANGE needs the holdout's date_range.")
+        elif not date_columns:
+            c.add(f"{path}.date_range", "DATE_RANGE needs a feature source with a 'date_column'.")
+        held = c.date_range(holdout.get("date_range"), f"{path}.date_range")
+        if held and date_range is None and holdout.get("date_range") is not None:
+            c.add(f"{path}.date_range", "DATE_RANGE needs data.date_range so that training rows precede it.")
+        elif held and date_range and not (date_range[0] < held[0] and held[1] <= date_range[1]):
+            c.add(
+                f"{path}.date_range",
+                f"The holdout {held[0]}–{held[1]} must lie inside the date range {date_range[0]}–{date_range[1]} "
+                "and start after it begins.",
+            )
+        return holdout
+    if function == RANDOM:
+        fraction = holdout.get("fraction", DEFAULT_HOLDOUT_FRACTION)
+        if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 < fraction < 1:
+            c.add(f"{path}.fraction", "Must be a number between 0 and 1 (exclusive).")
+        seed = holdout.get("seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            c.add(f"{path}.seed", "Must be an integer.")
+        stratify = holdout.get("stratify", False)
+        if isinstance(stratify, str):
+            if stratify not in columns:
+                c.add(f"{path}.stratify", f"{stratify!r} is not among the feature sources' names.")
+        elif not isinstance(stratify, bool):
+            c.add(f"{path}.stratify", "Must be true (stratify by the label), false or a column name.")
+        return {"sampling_function": RANDOM, "fraction": fraction, "seed": seed, "stratify": stratify}
+    return holdout
+
+
+def _check_train(c: _Checker, train: dict, columns: set[str], workflows: Collection[str] | None) -> None:
+    name = train.get("workflow_name")
+    if name is not None and not isinstance(name, str):
+        c.add("train.workflow_name", "Must be a workflow's name.")
+    elif name is not None and workflows is not None and name not in workflows:
+        known = ", ".join(sorted(workflows)) or "none (run manage.py sync_workflows)"
+        c.add("train.workflow_name", f"Unknown workflow {name!r}; choose one of {known}.")
+    label = c.string(train.get("label"), "train.label")
+    if label and columns and label not in columns:
+        c.add("train.label", f"{label!r} is not among the feature sources' names.")
+    features = train.get("classifier_features")
+    if features is not None:
+        features = c.names(features, "train.classifier_features")
+        unknown = [f for f in features if columns and f not in columns]
+        if unknown:
+            c.add("train.classifier_features", f"{', '.join(map(repr, unknown))} not among the feature sources' names.")
+        if label and label in features:
+            c.add("train.classifier_features", f"The label {label!r} cannot also be a feature.")
+    params = train.get("custom_params")
+    if params is not None and not isinstance(params, dict):
+        c.add("train.custom_params", "Must be a JSON object (it is passed to the workflow as is).")
