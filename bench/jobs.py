@@ -5,9 +5,8 @@
 - launch latency: queued → submitted with an idle `run_worker`
 
 Against the API server of `tests/kubernetes_cluster.py` without its controller (Jobs are stored
-and listed, nothing runs them, so the numbers are Railyard's and the API server's), its request
-history cleared as it goes (kmock scans it on every call), and a throwaway database on the
-PostgreSQL server of BENCH_POSTGRES (default postgres://postgres@127.0.0.1:5432/postgres).
+and listed, nothing runs them, so the numbers are Railyard's and the API server's), and a
+throwaway database on the PostgreSQL server of BENCH_POSTGRES (default postgres://postgres@127.0.0.1:5432/postgres).
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -74,13 +72,6 @@ def drop_database() -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
 
 
-def keep_history_short(cluster, stop: threading.Event) -> None:
-    """kmock keeps every request and scans them on each call: forget them as the benchmark goes."""
-    while not stop.wait(0.2):
-        # In the server's own event loop: clearing it from here could race a request being recorded.
-        cluster._loop.call_soon_threadsafe(cluster.emulator._requests.clear)
-
-
 def main() -> None:
     create_database()
     try:
@@ -108,15 +99,12 @@ def run_benchmarks() -> None:
     (VAR / "cluster").mkdir(exist_ok=True)
     cluster = Cluster(VAR / "cluster", "railyard-bench", run_jobs=False).start()
     os.environ["KUBECONFIG"] = str(cluster.kubeconfig())
-    stop = threading.Event()
-    threading.Thread(target=keep_history_short, args=(cluster, stop), daemon=True).start()
     try:
         print("reconcile:", json.dumps(bench_reconcile(cluster, user)))
         cluster.emulator.objects.clear()  # the reconcile benchmark's 20,000 objects are not the launches'
         print("launch rate:", json.dumps(bench_launch_rate(cluster, user)))
         print("launch latency:", json.dumps(bench_launch_latency(cluster, user, runs=20)))
     finally:
-        stop.set()
         cluster.stop()
 
 

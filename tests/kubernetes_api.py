@@ -91,10 +91,22 @@ class Emulator(kmock.KubernetesEmulator):
             return answer
         except kmock.KubernetesError as exc:
             return await self._render_error(exc)
+        finally:
+            # kmock keeps every request and scans them all on every call (to match the request
+            # against its reactions): forgotten once answered, a call costs the same at the ten
+            # thousandth as at the first. Only this one is forgotten: another may still be waiting
+            # to be matched.
+            self._forget(request)
+
+    def _forget(self, request: Any) -> None:
+        for i, seen in enumerate(self._requests):
+            if seen is request:
+                del self._requests[i]
+                return
 
     # kmock finds objects by scanning all of them on every request; with thousands stored (the
     # benchmarks), the fake would set the pace. Every resource the cluster serves is declared, and
-    # an object read or made by name is found by its key.
+    # an object read, made, changed or deleted by name is found by its key.
 
     def _get_resources(self) -> list[Any]:
         return kmock.KubernetesScaffold._get_resources(self)
@@ -111,6 +123,14 @@ class Emulator(kmock.KubernetesEmulator):
         meta = request.data.get("metadata", {}) if isinstance(request.data, dict) else {}
         obj = self._by_key(request, meta.get("name"), request.namespace or meta.get("namespace"))
         return obj.last.raw if obj is not None else await super()._serve_create(request)
+
+    async def _serve_update(self, request: Any) -> Any:
+        obj = self._objects._objects.get((request.resource, request.namespace, request.name))
+        return obj.last.raw if obj is not None else await super()._serve_update(request)
+
+    async def _serve_delete(self, request: Any) -> Any:
+        obj = self._objects._objects.get((request.resource, request.namespace, request.name))
+        return obj.last.raw if obj is not None else await super()._serve_delete(request)
 
     async def _serve_list(self, request: Any) -> Any:
         listing = await super()._serve_list(request)
