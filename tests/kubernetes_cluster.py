@@ -217,6 +217,8 @@ class Cluster:
     def _start_pod(self, name: str, run: JobRun) -> None:
         template = run.job["spec"]["template"]
         container = template["spec"]["containers"][0]
+        if not self._mountable(template["spec"]):
+            return  # like the kubelet, try again until the ConfigMaps it mounts exist
         run.pods += 1
         run.pod = f"{name}-{run.pods}"
         pod = {
@@ -276,6 +278,10 @@ class Cluster:
                 ],
             }
         self.core.create_namespaced_pod(self.namespace, pod)
+
+    def _mountable(self, pod_spec: dict) -> bool:
+        wanted = {volume["configMap"]["name"] for volume in pod_spec.get("volumes", []) if "configMap" in volume}
+        return wanted <= set(self.objects("configmaps"))
 
     def _run_container(self, pod: str, pod_spec: dict, container: dict) -> tuple[subprocess.Popen, Path]:
         """Run the container's command here: volumes become folders, `python` this interpreter."""

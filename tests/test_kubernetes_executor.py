@@ -346,10 +346,26 @@ def test_a_cluster_that_keeps_failing_leaves_the_run_queued_for_the_next_pass(cl
 
     run = submitted(alice, fraud_request)
     assert run.status == "queued"
+    assert cluster.objects("jobs") == [manifests.job_name(run.current_job().pk)]  # its pod waits for its spec
+    assert cluster.objects("configmaps") == []
 
-    worker.dispatch()  # the next pass, once the cluster answers again
+    worker.dispatch()  # the next pass, once the cluster answers again, adopts the Job and adds its spec
     run.refresh_from_db()
     assert run.status == "submitted"
+    assert cluster.objects("configmaps") == [job_name_of(run)]
+    assert wait_for_terminal(run, worker.reconcile).status == "succeeded"
+    assert cluster.emulator.created_jobs[job_name_of(run)] == 1
+
+
+def test_a_refused_spec_fails_the_run_and_takes_its_job_away(cluster, alice, fraud_request):
+    cluster.emulator.inject("create", "configmaps", 422)  # e.g. a spec past the ConfigMap size limit
+
+    run = submitted(alice, fraud_request)
+
+    assert run.status == "failed"
+    assert run.failure_reason.startswith("could not start the trainer: ")
+    assert "create ConfigMaps" in run.failure_reason
+    assert cluster.objects("jobs") == []  # no pod waits for a spec that will never come
 
 
 def test_a_forbidden_launch_fails_the_run_with_a_readable_reason(cluster, alice, fraud_request):

@@ -63,10 +63,13 @@ def test_every_profiles_job_validates_strictly(settings, profile):
     kubernetes_validate.validate(made, KUBERNETES_VERSION, strict=True)
 
 
-def test_the_spec_config_map_validates_strictly_and_carries_the_spec(settings):
-    config_map = manifests.spec_config_map(inputs(settings), manifests.ClusterSettings(namespace="railyard"))
+def test_the_spec_config_map_validates_strictly_carries_the_spec_and_belongs_to_its_job(settings):
+    created = {"metadata": {"name": "railyard-job-7", "uid": "d9c1"}}
+    cluster = manifests.ClusterSettings(namespace="railyard")
+    config_map = manifests.spec_config_map(inputs(settings), cluster, owner=created)
     kubernetes_validate.validate(config_map, KUBERNETES_VERSION, strict=True)
     assert '"run_id": "42"' in config_map["data"]["spec.json"]
+    assert config_map["metadata"]["ownerReferences"] == [manifests.owner_reference(created)]
 
 
 def test_strict_validation_catches_a_misspelt_field(settings):

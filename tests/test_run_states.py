@@ -126,6 +126,32 @@ def test_a_stale_copy_loses_the_race(run):
     assert job.events.filter(new_status="launched").count() == 1
 
 
+def test_a_batch_of_launches_is_recorded_together_and_skips_what_another_launcher_recorded(
+    alice, fraud_request, django_assert_max_num_queries
+):
+    runs = [services.submit(alice, fraud_request)[0] for _ in range(12)]
+    by_run = states.open_jobs(runs)
+    jobs = [by_run[run.pk] for run in runs]
+    assert states.job_launched(Job.objects.get(pk=jobs[3].pk), {"pid": 3})  # another launcher was first
+
+    with django_assert_max_num_queries(10):  # a few statements, however many jobs
+        recorded = states.jobs_launched([(job, {"pid": 100 + i}) for i, job in enumerate(jobs)])
+
+    assert set(recorded) == {job.pk for job in jobs} - {jobs[3].pk}
+    assert all(
+        [run.pk for run in recorded[job.pk]] == [run.pk]
+        for job, run in zip(jobs, runs, strict=True)
+        if job.pk in recorded
+    )
+    assert Job.objects.get(pk=jobs[3].pk).handle == {"pid": 3}
+    assert Job.objects.get(pk=jobs[5].pk).handle == {"pid": 105}
+    assert set(Job.objects.values_list("status", flat=True)) == {"launched"}
+    assert set(Run.objects.values_list("status", flat=True)) == {"submitted"}
+    assert RunEvent.objects.filter(new_status="submitted").count() == 12  # one each, never two
+    assert RunEvent.objects.get(run=runs[5], new_status="submitted").reason == f"launched as job {jobs[5].pk}"
+    assert all(run.submitted_at is not None for run in Run.objects.all())
+
+
 @pytest.mark.django_db(transaction=True)
 def test_two_workers_racing_on_one_transition_have_exactly_one_winner(alice, catalogue, fraud_request):
     from training.management.commands.sync_workflows import sync

@@ -80,13 +80,17 @@ def transition(
     old = RunStatus(run.status)
     if not operator and new not in TRANSITIONS[old]:
         raise TransitionNotAllowed(f"run {run.pk}: {old} → {new} is not allowed")
+    return _write(run, RunEvent.objects.create, "run_id", old, new, _run_updates(new, fields), reason, actor)
+
+
+def _run_updates(new: RunStatus, fields: dict[str, Any]) -> dict[str, Any]:
     now = timezone.now()
     updates = {"status": new, "updated_at": now, "status_message": "", **fields}
     if new in STAMPS:
         updates[STAMPS[new]] = now
     if new == RunStatus.QUEUED:
         updates.update(submitted_at=None, started_at=None, finished_at=None)
-    return _write(run, RunEvent.objects.create, "run_id", old, new, updates, reason, actor)
+    return updates
 
 
 def move_job(job: Job, new: JobStatus, *, reason: str = "", actor: str = WORKER, **fields: Any) -> bool:
@@ -95,9 +99,12 @@ def move_job(job: Job, new: JobStatus, *, reason: str = "", actor: str = WORKER,
     old = JobStatus(job.status)
     if new not in JOB_TRANSITIONS[old]:
         raise TransitionNotAllowed(f"job {job.pk}: {old} → {new} is not allowed")
+    return _write(job, JobEvent.objects.create, "job_id", old, new, _job_updates(new, fields), reason, actor)
+
+
+def _job_updates(new: JobStatus, fields: dict[str, Any]) -> dict[str, Any]:
     now = timezone.now()
-    updates = {"status": new, "updated_at": now, JOB_STAMPS[new]: now, **fields}
-    return _write(job, JobEvent.objects.create, "job_id", old, new, updates, reason, actor)
+    return {"status": new, "updated_at": now, JOB_STAMPS[new]: now, **fields}
 
 
 def _write(
@@ -111,7 +118,9 @@ def _write(
     actor: str,
 ) -> bool:
     """The conditional update and its event, together or not at all; the record follows on success."""
-    with transaction.atomic():
+    # No savepoint: the update either matches or writes nothing, and an error aborts the caller's
+    # whole transaction anyway.
+    with transaction.atomic(savepoint=False):
         if not type(record).objects.filter(pk=record.pk, status=old).update(**updates):
             return False
         write_event(**{key: record.pk}, old_status=old, new_status=new, reason=reason, actor=actor)
@@ -203,16 +212,75 @@ def _open_one(run: Run) -> Job:
         return Job.objects.get(memberships__run=run, memberships__attempt=run.attempt)
 
 
-def job_launched(job: Job, handle: dict) -> bool:
-    """The executor accepted the job: its queued runs are submitted. False if the job had moved on."""
+def job_launched(job: Job, handle: dict) -> list[Run] | None:
+    """The executor accepted the job: its queued runs are submitted. Returns the runs the job carries
+    as they are now, or None if the job had moved on (another launcher recorded it first)."""
+    return jobs_launched([(job, handle)]).get(job.pk)
+
+
+def jobs_launched(launches: list[tuple[Job, dict]]) -> dict[int, list[Run]]:
+    """`job_launched` for many jobs at once, in one transaction of a few statements (a dispatcher
+    records a batch of launches together). Returns the runs of each job it recorded, by job id;
+    a job another launcher recorded first is left out."""
+    if not launches:
+        return {}
+    handles = {job.pk: handle for job, handle in launches}
     with transaction.atomic():
-        # Launched, it is free for any worker to observe (see `leases.claim_in_flight`).
-        if not move_job(job, JobStatus.LAUNCHED, handle=handle, reason="launched", lease_holder=""):
-            return False
-        for run in carried(job):
-            if run.status == RunStatus.QUEUED:
-                transition(run, RunStatus.SUBMITTED, reason=f"launched as job {job.pk}")
-    return True
+        # Locked, still pending: the same guard as a conditional update, for the whole batch.
+        pending = set(
+            Job.objects.select_for_update()
+            .filter(pk__in=handles, status=JobStatus.PENDING)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        jobs = [job for job, _ in launches if job.pk in pending]
+        # Launched, a job is free for any worker to observe (see `leases.claim_in_flight`).
+        updates = _job_updates(JobStatus.LAUNCHED, {"lease_holder": ""})
+        for job in jobs:
+            for name, value in {**updates, "handle": handles[job.pk]}.items():
+                setattr(job, name, value)
+        Job.objects.bulk_update(jobs, [*updates, "handle"])
+        JobEvent.objects.bulk_create(
+            JobEvent(
+                job_id=job.pk,
+                old_status=JobStatus.PENDING,
+                new_status=JobStatus.LAUNCHED,
+                reason="launched",
+                actor=WORKER,
+            )
+            for job in jobs
+        )
+        runs = carried_by(jobs)
+        _submit([(job_id, run) for job_id, carried in runs.items() for run in carried])
+    return {job.pk: runs.get(job.pk, []) for job in jobs}
+
+
+def _submit(runs: list[tuple[int, Run]]) -> None:
+    """Move the queued ones of (job id, run) to submitted, with their events, in three statements."""
+    queued = {run.pk: (job_id, run) for job_id, run in runs if run.status == RunStatus.QUEUED}
+    locked = set(
+        Run.objects.select_for_update()
+        .filter(pk__in=queued, status=RunStatus.QUEUED)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    updates = _run_updates(RunStatus.SUBMITTED, {})
+    Run.objects.filter(pk__in=locked).update(**updates)
+    events = []
+    for pk in sorted(locked):
+        job_id, run = queued[pk]
+        for name, value in updates.items():
+            setattr(run, name, value)
+        events.append(
+            RunEvent(
+                run_id=pk,
+                old_status=RunStatus.QUEUED,
+                new_status=RunStatus.SUBMITTED,
+                reason=f"launched as job {job_id}",
+                actor=WORKER,
+            )
+        )
+    RunEvent.objects.bulk_create(events)
 
 
 def job_running(job: Job, runs: list[Run] | None = None) -> bool:

@@ -82,26 +82,46 @@ def _dispatch(executor: Executor, room: int | None, lease: leases.Renewal | None
             batch = leases.claim_queued(executor.name, holder, min(room or DISPATCH_BATCH, DISPATCH_BATCH))
             if not batch:
                 break
-            claimed = time.monotonic()
-            for job, run in batch:
-                if lease is not None and not lease.renew():
-                    log.warning("dispatching for %s stopped: the lease passed to another worker", executor.name)
-                    return launched
-                stale = time.monotonic() - claimed > railyard.lease_ttl.total_seconds() / 2
-                if stale and not leases.take_job(job, holder):
-                    continue  # held too long: another dispatcher took it over
-                try:
-                    launched += launch(job, run)
-                except ExecutorUnavailable as exc:
-                    # The backend is down: the other queued runs would only wait out the same retries.
-                    log.warning("launching run %s postponed: %s", run.pk, exc)
-                    note(run, f"waiting: {exc}")
-                    return launched
+            started: list[tuple[Job, dict]] = []
+            try:
+                go_on = _start_batch(executor, batch, holder, lease, started)
+            finally:
+                launched += record_launches(started)  # what started is recorded, whatever stopped the pass
+            if not go_on:
+                break
             if room is not None:
                 room -= len(batch)
     finally:
         leases.release_jobs(holder)  # what it claimed and did not launch is free again at once
     return launched
+
+
+def _start_batch(
+    executor: Executor,
+    batch: list[tuple[Job, Run]],
+    holder: str,
+    lease: leases.Renewal | None,
+    started: list[tuple[Job, dict]],
+) -> bool:
+    """Start each claimed job, adding (job, handle) to `started`; False when dispatching must stop."""
+    claimed = time.monotonic()
+    for job, run in batch:
+        if lease is not None and not lease.renew():
+            log.warning("dispatching for %s stopped: the lease passed to another worker", executor.name)
+            return False
+        stale = time.monotonic() - claimed > railyard.lease_ttl.total_seconds() / 2
+        if stale and not leases.take_job(job, holder):
+            continue  # held too long: another dispatcher took it over
+        try:
+            handle = start(job, run)
+        except ExecutorUnavailable as exc:
+            # The backend is down: the other queued runs would only wait out the same retries.
+            log.warning("launching run %s postponed: %s", run.pk, exc)
+            note(run, f"waiting: {exc}")
+            return False
+        if handle is not None:
+            started.append((job, handle))
+    return True
 
 
 def note(run: Run, message: str) -> None:
@@ -129,26 +149,40 @@ def job_inputs(job: Job, run: Run, executor: Executor) -> JobInputs:
     )
 
 
-def launch(job: Job, run: Run) -> bool:
-    """Start a pending job; ExecutorUnavailable means try again on a later pass."""
+def start(job: Job, run: Run) -> dict | None:
+    """Start a pending job on its executor and return its handle; None when it was launched already
+    or the executor refused it (then it and its runs fail). ExecutorUnavailable: try on a later pass."""
     if job.status != JobStatus.PENDING:
-        return False  # another dispatcher launched it
+        return None  # another dispatcher launched it
     executor = get_executor(job.executor)
     try:
-        handle = executor.launch(job_inputs(job, run, executor))
+        return executor.launch(job_inputs(job, run, executor))
     except ExecutorUnavailable:
         raise
     except Exception as exc:
         log.exception("launching job %s (run %s) failed", job.pk, run.pk)
         states.job_refused(job, f"could not start the trainer: {exc}")
-        return False
-    if not states.job_launched(job, handle):
-        # Another launcher got there first; it adopted this very job (same name, same folder).
-        return False
-    # A run cancelled meanwhile no longer wants its job.
-    if not any(carried.state.is_active for carried in states.carried(job)):
-        stop_job(job, [])
-    return True
+        return None
+
+
+def record_launches(started: list[tuple[Job, dict]]) -> int:
+    """Record started jobs as launched, together; returns how many this call recorded.
+
+    A job another launcher recorded first was adopted by it (same name, same folder); a job whose
+    runs were all cancelled meanwhile is stopped.
+    """
+    recorded = states.jobs_launched(started)
+    for job, _ in started:
+        runs = recorded.get(job.pk)
+        if runs is not None and not any(run.state.is_active for run in runs):
+            stop_job(job, [])
+    return len(recorded)
+
+
+def launch(job: Job, run: Run) -> bool:
+    """Start one pending job and record it; ExecutorUnavailable means try again on a later pass."""
+    handle = start(job, run)
+    return handle is not None and record_launches([(job, handle)]) == 1
 
 
 def reconcile(executor_name: str | None = None) -> dict[str, int]:

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -17,7 +18,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import urllib3
 from django.utils import timezone
@@ -31,7 +32,6 @@ from training.executors.base import Executor, ExecutorError, ExecutorUnavailable
 from training.executors.kubernetes import manifests, outcomes
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 RETRY_DELAYS = (0.2, 0.5, 1.0)
 #: Objects per list page: large pages, read as plain JSON, keep a pass over many jobs to a few calls.
@@ -119,12 +119,19 @@ class KubernetesExecutor(Executor):
     def namespace(self) -> str:
         return railyard.k8s_namespace
 
-    def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Call the API, retrying what may pass (5xx, 429, timeouts, resets) with backoff."""
+    def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> bytes:
+        """Call the API and return the answer's body, retrying what may pass (5xx, 429, timeouts,
+        resets) with backoff. The body is read raw: turning answers into the client's model objects
+        costs more than the call. Read in full, its connection goes back to the pool for the next call."""
         kwargs.setdefault("_request_timeout", railyard.k8s_request_timeout)
+        kwargs["_preload_content"] = False
         for attempt, delay in enumerate((*RETRY_DELAYS, None)):
             try:
-                return fn(*args, **kwargs)
+                response = fn(*args, **kwargs)
+                try:
+                    return response.data
+                finally:
+                    response.release_conn()
             except ApiException as exc:
                 if exc.status != 404:  # a 404 answers a question (is it there?); it is no error
                     metrics.EXECUTOR_API_ERRORS.labels(self.name, str(exc.status)).inc()
@@ -155,30 +162,15 @@ class KubernetesExecutor(Executor):
     # -- launch -------------------------------------------------------------------------------
 
     def launch(self, job: JobInputs) -> dict:
+        """Create the job's Job, then its spec's ConfigMap owned by it: two calls. The pod waits for
+        the ConfigMap (the kubelet retries the mount); a launcher that dies in between leaves a Job
+        the next launch adopts (409) and completes."""
         cluster = self.cluster
         name = manifests.job_name(job.job_id)
-        # Answers are read as plain JSON: turning them into the client's model objects costs more
-        # than the call.
         try:
-            self._call(
-                "create ConfigMaps",
-                self.core.create_namespaced_config_map,
-                self.namespace,
-                manifests.spec_config_map(job, cluster),
-                _preload_content=False,
+            made = json.loads(
+                self._call("create Jobs", self.batch.create_namespaced_job, self.namespace, manifests.job(job, cluster))
             )
-        except ApiException as exc:
-            if exc.status != 409:
-                raise KubernetesAPIError(_explain(exc, "create ConfigMaps")) from exc
-        try:
-            created = self._call(
-                "create Jobs",
-                self.batch.create_namespaced_job,
-                self.namespace,
-                manifests.job(job, cluster),
-                _preload_content=False,
-            )
-            made = json.loads(created.data)
         except ApiException as exc:
             if exc.status != 409:
                 raise KubernetesAPIError(_explain(exc, "create Jobs")) from exc
@@ -188,15 +180,18 @@ class KubernetesExecutor(Executor):
                 raise KubernetesAPIError(f"a Job named {name} exists but does not belong to job {job.job_id}") from exc
         try:
             self._call(
-                "update ConfigMaps",
-                self.core.patch_namespaced_config_map,
-                name,
+                "create ConfigMaps",
+                self.core.create_namespaced_config_map,
                 self.namespace,
-                {"metadata": {"ownerReferences": [manifests.owner_reference(made)]}},
-                _preload_content=False,
+                manifests.spec_config_map(job, cluster, owner=made),
             )
         except ApiException as exc:
-            log.warning("kubernetes: could not make Job %s own its spec: %s", name, _explain(exc, "patch"))
+            if exc.status != 409:
+                refused = KubernetesAPIError(_explain(exc, "create ConfigMaps"))
+                # Without its spec the pod would wait for ever: the Job goes (or the sweep takes it).
+                with contextlib.suppress(ExecutorError):
+                    self.delete(name)
+                raise refused from exc
         return {"job": name, "namespace": self.namespace, "uid": made["metadata"]["uid"]}
 
     # -- observe ------------------------------------------------------------------------------
@@ -205,16 +200,9 @@ class KubernetesExecutor(Executor):
         """Every object a selector matches, page by page, as the API's plain JSON."""
         token = None
         while True:
-            response = self._call(
-                what,
-                fn,
-                self.namespace,
-                label_selector=selector,
-                limit=PAGE_SIZE,
-                _continue=token,
-                _preload_content=False,
+            page = json.loads(
+                self._call(what, fn, self.namespace, label_selector=selector, limit=PAGE_SIZE, _continue=token)
             )
-            page = json.loads(response.data)
             # Filter again on our side: a selector the server ignored must not leak foreign objects in.
             mine = {manifests.LABEL_MANAGED_BY: manifests.MANAGED_BY}
             yield from (item for item in page.get("items") or [] if _has_labels(item, mine))
@@ -272,14 +260,12 @@ class KubernetesExecutor(Executor):
     def read_job(self, name: str) -> dict | None:
         """The Job of that name as plain JSON, or None when the cluster says it does not exist (404)."""
         try:
-            response = self._call(
-                "read Jobs", self.batch.read_namespaced_job, name, self.namespace, _preload_content=False
-            )
+            answer = self._call("read Jobs", self.batch.read_namespaced_job, name, self.namespace)
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise ExecutorUnavailable(_explain(exc, "read Jobs")) from exc
-        return json.loads(response.data)
+        return json.loads(answer)
 
     @staticmethod
     def _in_grace(job: JobRef) -> bool:
@@ -310,20 +296,19 @@ class KubernetesExecutor(Executor):
             return ""
         newest = max(pods, key=lambda p: p["metadata"].get("creationTimestamp") or "")
         try:
-            response = self._call(
+            answer = self._call(
                 "read pod logs",
                 self.core.read_namespaced_pod_log,
                 newest["metadata"]["name"],
                 self.namespace,
                 container=manifests.CONTAINER,
                 tail_lines=tail,
-                _preload_content=False,
             )
         except ApiException as exc:
             if exc.status in (400, 404):  # not started yet, or already gone
                 return ""
             raise KubernetesAPIError(_explain(exc, "read pod logs")) from exc
-        return response.data.decode("utf-8", errors="replace")
+        return answer.decode("utf-8", errors="replace")
 
     def sweep(self, active: Callable[[set[int]], set[int]]) -> list[str]:
         """Delete Railyard's Jobs whose job `active` does not name (ended, or unknown); returns their names."""

@@ -71,8 +71,8 @@ def selector(**wanted: str) -> str:
     return ",".join([SELECTOR, *(f"{key}={value}" for key, value in wanted.items())])
 
 
-def spec_config_map(inputs: JobInputs, cluster: ClusterSettings) -> dict[str, Any]:
-    """The resolved spec, mounted into the trainer; the Job becomes its owner once it exists."""
+def spec_config_map(inputs: JobInputs, cluster: ClusterSettings, owner: dict[str, Any]) -> dict[str, Any]:
+    """The resolved spec the trainer mounts, owned by its created Job (deleting the Job deletes it)."""
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -80,6 +80,7 @@ def spec_config_map(inputs: JobInputs, cluster: ClusterSettings) -> dict[str, An
             "name": job_name(inputs.job_id),
             "namespace": cluster.namespace,
             "labels": labels(inputs),
+            "ownerReferences": [owner_reference(owner)],
         },
         "data": {"spec.json": json.dumps(inputs.spec, sort_keys=True)},
     }
