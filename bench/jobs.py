@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import time
 from pathlib import Path
 
 import psycopg
+from latency import launch_latencies
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_URL = os.environ.get("BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432/postgres")
@@ -270,35 +270,16 @@ def bench_launch_latency(cluster, user, runs: int) -> dict:
     from django_q.models import OrmQ
 
     from training import services
-    from training.models import Job, Run, RunEvent
+    from training.models import Job, Run
 
     # Leave the idle worker nothing from the benchmarks before: no jobs to observe, no tasks queued.
     Run.objects.exclude(status__in=["succeeded", "failed", "cancelled"]).update(status="succeeded")
     Job.objects.exclude(status__in=["succeeded", "failed", "lost", "cancelled"]).update(status="succeeded")
     OrmQ.objects.all().delete()
     request = a_request(user)
-    worker = subprocess.Popen(
-        [sys.executable, "manage.py", "run_worker"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    latencies = launch_latencies(
+        lambda: services.submit(user, request)[0], runs, settled=lambda run: run.status != "queued", warm_up=5
     )
-    try:
-        time.sleep(5)  # an idle worker, not its start-up
-        latencies = []
-        for _ in range(runs):
-            run, _ = services.submit(user, request)
-            deadline = time.monotonic() + 60
-            while run.status == "queued" and time.monotonic() < deadline:
-                time.sleep(0.02)
-                run.refresh_from_db()
-            queued = RunEvent.objects.get(run=run, new_status="queued").created_at
-            submitted = RunEvent.objects.get(run=run, new_status="submitted").created_at
-            latencies.append((submitted - queued).total_seconds())
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-    latencies.sort()
     return {
         "runs": runs,
         "p50_s": round(statistics.median(latencies), 3),

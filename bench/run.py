@@ -13,7 +13,6 @@ import json
 import os
 import platform
 import resource
-import signal
 import statistics
 import subprocess
 import sys
@@ -41,10 +40,11 @@ django.setup()
 from django.contrib.auth.models import User  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.test import Client  # noqa: E402
+from latency import launch_latencies  # noqa: E402
 from rest_framework.test import APIClient  # noqa: E402
 
 from training import demo, services  # noqa: E402
-from training.models import Run, RunEvent  # noqa: E402
+from training.models import Run  # noqa: E402
 
 
 def bench_trainer(rows: int) -> dict:
@@ -73,23 +73,10 @@ def bench_launch_latency(user: User, runs: int) -> dict:
     paths = demo.write_dataset(VAR / "data" / "latency-data", n_rows=5000)
     request = demo.demo_request(paths["charges"], paths["merchants"])
     request["train"]["custom_params"] = {"max_iter": 10}
-    worker = subprocess.Popen(
-        [sys.executable, "manage.py", "run_worker"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    # Each run trains to its end before the next is made: the local executor's capacity stays free.
+    latencies = launch_latencies(
+        lambda: services.submit(user, request)[0], runs, settled=lambda run: run.state.is_terminal, warm_up=3
     )
-    try:
-        time.sleep(3)  # let the cluster start; we measure an idle worker, not its start-up
-        latencies = []
-        for _ in range(runs):
-            run, _ = services.submit(user, request)
-            while not run.state.is_terminal:
-                time.sleep(0.05)
-                run.refresh_from_db()
-            queued = RunEvent.objects.get(run=run, new_status="queued").created_at
-            submitted = RunEvent.objects.get(run=run, new_status="submitted").created_at
-            latencies.append((submitted - queued).total_seconds())
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(timeout=60)
     return {"runs": runs, "median_s": round(statistics.median(latencies), 3), "max_s": round(max(latencies), 3)}
 
 
