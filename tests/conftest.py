@@ -65,7 +65,7 @@ def enqueue_only(monkeypatch):
 
 @pytest.fixture(scope="session")
 def catalogue() -> list[dict]:
-    return installed_workflows()
+    return installed_workflows()[0]
 
 
 @pytest.fixture

@@ -66,6 +66,27 @@ def test_sync_workflows_reads_the_installed_trainer(db, catalogue):
     assert (regression.task, regression.is_available) == ("regression", True)
 
 
+def test_sync_workflows_skips_a_package_that_cannot_be_imported_and_keeps_the_rest(
+    db, catalogue, tmp_path, monkeypatch
+):
+    # A distribution whose entry point names a module that is not there, found by importlib.metadata
+    # on the trainer's path as an installed package would be.
+    info = tmp_path / "broken_workflows-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-workflows\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[railyard.workflows]\nbroken = broken_workflows.models:Broken\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    out, err = io.StringIO(), io.StringIO()
+
+    call_command("sync_workflows", stdout=out, stderr=err)
+
+    assert out.getvalue() == f"{len(catalogue)} workflow(s) available, 0 retired.\n"
+    assert "warning: workflow 'broken' skipped: broken_workflows.models:Broken cannot be imported: " in err.getvalue()
+    assert "No module named 'broken_workflows'" in err.getvalue()
+    assert not Workflow.objects.filter(name="broken").exists()
+    assert Workflow.objects.filter(is_available=True).count() == len(catalogue)
+
+
 def test_sync_workflows_retires_workflows_that_are_gone(db, catalogue):
     sync(catalogue)
     synced, retired = sync([w for w in catalogue if w["name"] != "random_forest"])

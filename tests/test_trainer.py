@@ -479,3 +479,25 @@ def test_a_new_attempt_clears_what_an_earlier_attempt_concluded(tmp_path, small)
 
     assert not store.exists("error.json")
     assert store.exists("manifest.json")
+
+
+def test_a_workflow_that_cannot_be_imported_is_skipped_and_fails_only_its_own_runs(
+    tmp_path, small, monkeypatch, capsys
+):
+    good = EntryPoint("extra_trees", f"{__name__}:ExtraTreesWorkflow", registry.GROUP)
+    broken = EntryPoint("broken", "railyard_no_such_package.models:Broken", registry.GROUP)
+    not_a_workflow = EntryPoint("not_a_workflow", "json:dumps", registry.GROUP)
+    monkeypatch.setattr(registry, "entry_points", lambda group: [broken, good, not_a_workflow])
+
+    assert [w["name"] for w in registry.catalogue()] == ["extra_trees"]
+    warnings = capsys.readouterr().err
+    assert "warning: workflow 'broken' skipped: railyard_no_such_package.models:Broken cannot be imported: " in warnings
+    assert "No module named 'railyard_no_such_package'" in warnings
+    assert "warning: workflow 'not_a_workflow' skipped: json:dumps is not a Workflow subclass" in warnings
+
+    raw = spec_dict(small)
+    raw["train"]["workflow_name"] = "extra_trees"
+    assert 0 <= train.run(raw, FileStore(tmp_path / "good"))["roc_auc"] <= 1
+    raw["train"]["workflow_name"] = "broken"
+    with pytest.raises(BadDataError, match=r"workflow 'broken' is installed but unusable: .*No module named"):
+        train.run(raw, FileStore(tmp_path / "broken"))

@@ -11,12 +11,13 @@ from training.conf import railyard
 from training.models import Workflow
 
 
-def installed_workflows() -> list[dict]:
+def installed_workflows() -> tuple[list[dict], list[str]]:
+    """The trainer's catalogue, and its warnings (entry points it skipped because they do not load)."""
     command = [*railyard.trainer_command, "workflows"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     if result.returncode != 0:
         raise CommandError(f"{' '.join(command)} failed: {result.stderr.strip()}")
-    return json.loads(result.stdout)
+    return json.loads(result.stdout), [line for line in result.stderr.splitlines() if line.strip()]
 
 
 def sync(catalogue: list[dict]) -> tuple[int, int]:
@@ -41,5 +42,8 @@ class Command(BaseCommand):
     help = "Sync the workflow catalogue from the installed trainer (railyard.workflows entry points)."
 
     def handle(self, *args: object, **options: object) -> None:
-        synced, retired = sync(installed_workflows())
+        catalogue, warnings = installed_workflows()
+        for warning in warnings:
+            self.stderr.write(warning)
+        synced, retired = sync(catalogue)
         self.stdout.write(f"{synced} workflow(s) available, {retired} retired.")
