@@ -194,10 +194,40 @@ def test_run_local_serves_the_dashboard_and_stops_with_its_worker_on_ctrl_c(db, 
                 time.sleep(0.2)
         else:
             raise AssertionError((tmp_path / "run_local.log").read_text())
-        worker_pids = [int(p) for p in Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()]
-        assert len(worker_pids) == 1
+        children = [int(p) for p in Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()]
+        assert len(children) == 2  # the web server and the worker
     finally:
         process.send_signal(signal.SIGINT)
-        process.wait(timeout=30)
-    assert not Path(f"/proc/{worker_pids[0]}").exists()  # run_local waited for its worker before exiting
+        process.wait(timeout=60)
+    assert [pid for pid in children if Path(f"/proc/{pid}").exists()] == []  # run_local waited for both
     assert "Railyard stopped." in (tmp_path / "run_local.log").read_text()
+
+
+def test_run_local_on_a_busy_port_stops_its_worker_and_fails(db, tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "run_local", f"127.0.0.1:{port}"],
+            cwd=settings.BASE_DIR,
+            env=worker_env(tmp_path),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # its own process group: whatever it leaves behind is found there
+        )
+        try:
+            output, _ = process.communicate(timeout=120)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode != 0, output
+    assert "That port is already in use" in output
+    assert "the web server stopped with exit code 1" in output
+    deadline = time.monotonic() + 30
+    while live_members(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert live_members(process.pid) == []  # no worker left running

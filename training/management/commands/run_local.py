@@ -1,14 +1,18 @@
-"""The dashboard and the worker together, for a laptop: Ctrl-C (or SIGTERM) stops both."""
+"""The dashboard and the worker together, for a laptop: Ctrl-C (or SIGTERM) stops both.
+
+Both run as child processes and live and die together: when either stops (the web server cannot
+take its port, say), the other is stopped too and `run_local` exits with the failure's code.
+"""
 
 from __future__ import annotations
 
 import signal
 import subprocess
 import sys
+import time
 
 from django.conf import settings
-from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 
 class Command(BaseCommand):
@@ -18,19 +22,37 @@ class Command(BaseCommand):
         parser.add_argument("addrport", nargs="?", default="127.0.0.1:8000")
 
     def handle(self, *args: object, addrport: str, **options: object) -> None:
-        worker = subprocess.Popen([sys.executable, "manage.py", "run_worker"], cwd=settings.BASE_DIR)
-        # Ctrl-C and SIGTERM both end the server, and so stop the worker below, even when this was
-        # started with SIGINT ignored (as a background job of a script).
+        # Ctrl-C and SIGTERM both stop the two below, even when this was started with SIGINT
+        # ignored (as a background job of a script).
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.default_int_handler)
+        children = {
+            "web server": self._start("runserver", addrport, "--noreload"),
+            "worker": self._start("run_worker"),
+        }
+        ended = None
         try:
-            call_command("runserver", addrport, use_reloader=False)
+            while ended is None:
+                ended = next(((name, p.returncode) for name, p in children.items() if p.poll() is not None), None)
+                time.sleep(0.2)
         except KeyboardInterrupt:
             pass
         finally:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+            for process in children.values():
+                _stop(process)
             self.stdout.write("Railyard stopped.")
+        if ended is not None and ended[1] != 0:
+            raise CommandError(f"the {ended[0]} stopped with exit code {ended[1]}; see its message above")
+
+    def _start(self, *command: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "manage.py", *command], cwd=settings.BASE_DIR)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
