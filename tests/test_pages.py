@@ -339,9 +339,24 @@ def test_the_workflows_page_describes_each_with_its_defaults_and_run_count(signe
     assert re.search(r'href="/workflows/gradient_boosting">.*?1 run<', html, re.S)
 
 
+def test_a_workflows_page_lists_its_parameters_with_what_each_accepts_and_its_default(signed_in):
+    html = signed_in.get("/workflows/logistic_regression").content.decode()
+
+    rows = dict(re.findall(r"<tr><td><code>(\w+)</code></td><td>(.*?)</td>", html))
+    assert rows["C"] == "a number &gt; 0"
+    assert rows["max_iter"] == "an integer ≥ 0"
+    assert (
+        rows["solver"] == "one of &quot;lbfgs&quot;, &quot;liblinear&quot;, &quot;newton-cg&quot;, "
+        "&quot;newton-cholesky&quot;, &quot;sag&quot;, &quot;saga&quot;"
+    )
+    assert "<td><code>C</code></td><td>a number &gt; 0</td><td><code>1.0</code></td>" in html
+    assert "<td><code>max_iter</code></td><td>an integer ≥ 0</td><td><code>1000</code></td>" in html  # its default
+
+
 def test_a_workflows_page_shows_its_recent_runs_and_their_metric_trend(signed_in, alice, fraud_request):
     runs = [succeed(services.submit(alice, fraud_request)[0], roc_auc=auc) for auc in (0.71, 0.74, 0.79)]
-    services.submit(alice, {**fraud_request, "train": {**fraud_request["train"], "workflow_name": "random_forest"}})
+    forest = {**fraud_request["train"], "workflow_name": "random_forest", "custom_params": {}}
+    services.submit(alice, {**fraud_request, "train": forest})
 
     html = signed_in.get("/workflows/gradient_boosting").content.decode()
 

@@ -146,6 +146,21 @@ CASES = {
         "train.custom_params",
         "Must be a JSON object",
     ),
+    "unknown workflow parameter": (
+        lambda r: r["train"]["custom_params"].update(max_iters=10),
+        "train.custom_params.max_iters",
+        "`max_iters` is not a parameter of gradient_boosting; did you mean `max_iter`?",
+    ),
+    "workflow parameter of the wrong type": (
+        lambda r: r["train"]["custom_params"].update(max_iter="ten"),
+        "train.custom_params.max_iter",
+        '`max_iter` must be an integer ≥ 1 (got "ten").',
+    ),
+    "workflow parameter out of its range": (
+        lambda r: r["train"]["custom_params"].update(learning_rate=0),
+        "train.custom_params.learning_rate",
+        "`learning_rate` must be a number > 0 (got 0).",
+    ),
     "unknown top-level field": (
         lambda r: r.update(labels="is_fraud"),
         "labels",
@@ -205,6 +220,10 @@ SERVICE_ONLY = {
     "file that does not exist",
     "unknown compute resource",
     "project that is not a slug",
+    # Parameters are the workflow's: the trainer checks them once it has loaded it (see test_trainer).
+    "unknown workflow parameter",
+    "workflow parameter of the wrong type",
+    "workflow parameter out of its range",
 }
 SPEC_CASES = [c for c in CASES if c not in SERVICE_ONLY and CASES[c][1].startswith(("data", "train"))]
 
@@ -219,6 +238,15 @@ def test_the_trainer_refuses_the_same_spec_with_the_same_words(fraud_request, ca
 
     assert f"{path}: " in str(refused.value)
     assert message in str(refused.value)
+
+
+def test_it_suggests_the_parameter_meant_and_accepts_the_declared_ones(api, fraud_request):
+    fraud_request["train"].update(workflow_name="logistic_regression", custom_params={"CC": 1})
+    errors = post(api, json.dumps(fraud_request)).json()["errors"]
+    assert errors == {"train.custom_params.CC": ["`CC` is not a parameter of logistic_regression; did you mean `C`?"]}
+
+    fraud_request["train"]["custom_params"] = {"C": 0.5, "solver": "saga", "class_weight": "balanced", "tol": 1}
+    assert post(api, json.dumps(fraud_request)).status_code == 201
 
 
 def test_it_names_every_bad_field_at_once(api, fraud_request):

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from importlib.metadata import EntryPoint
 from pathlib import Path
+from typing import ClassVar
 
 import joblib
 import numpy as np
@@ -16,7 +17,7 @@ from sklearn.ensemble import ExtraTreesClassifier
 from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
 
-from railyard_trainer import cli, data, holdout, train
+from railyard_trainer import cli, data, holdout, parameters, train
 from railyard_trainer.errors import EXIT_BAD_DATA, EXIT_CRASH, BadDataError
 from railyard_trainer.spec import TrainSpec
 from railyard_trainer.storage import FileStore, sha256_hex
@@ -501,3 +502,41 @@ def test_a_workflow_that_cannot_be_imported_is_skipped_and_fails_only_its_own_ru
     raw["train"]["workflow_name"] = "broken"
     with pytest.raises(BadDataError, match=r"workflow 'broken' is installed but unusable: .*No module named"):
         train.run(raw, FileStore(tmp_path / "broken"))
+
+
+def test_the_trainer_refuses_parameters_its_workflow_does_not_declare(tmp_path, small):
+    raw = spec_dict(small)
+    raw["train"]["custom_params"] = {"CC": 1.0, "max_iter": "ten"}
+
+    with pytest.raises(BadDataError) as refused:
+        train.run(raw, FileStore(tmp_path / "out"))
+
+    assert "train.custom_params.CC: `CC` is not a parameter of logistic_regression; did you mean `C`?" in str(
+        refused.value
+    )
+    assert 'train.custom_params.max_iter: `max_iter` must be an integer ≥ 0 (got "ten").' in str(refused.value)
+
+
+class DeclaredWorkflow(ExtraTreesWorkflow):
+    parameters: ClassVar[dict] = {
+        "n_estimators": {"type": "integer", "min": 1, "default": 100},
+        "criterion": {"type": "string", "choices": ["gini", "entropy"], "default": "gini"},
+        "max_features": {"accepts": [{"type": "float", "min": 0, "max": 1, "closed": "right"}, {"type": "null"}]},
+    }
+
+
+def test_a_custom_workflow_may_declare_its_parameters_and_an_undeclared_one_takes_anything():
+    declared = DeclaredWorkflow.describe()["parameters"]
+    assert declared["n_estimators"] == {"default": 100, "accepts": [{"type": "integer", "min": 1}]}
+    assert parameters.problems("trees", declared, {"n_estimators": 0, "criterion": "gini", "max_features": None}) == {
+        "train.custom_params.n_estimators": "`n_estimators` must be an integer ≥ 1 (got 0)."
+    }
+    assert parameters.problems("trees", declared, {"max_features": 1.0, "n_estimators": 5}) == {}
+    assert parameters.problems("trees", declared, {"max_features": 0.0}) == {
+        "train.custom_params.max_features": "`max_features` must be a decimal number in (0, 1] or null (got 0.0)."
+    }
+    assert parameters.problems("trees", declared, {"max_features": 1}) != {}  # an integer is not a fraction
+    assert ExtraTreesWorkflow.describe()["parameters"] is None
+    assert parameters.problems("trees", None, {"anything": [1, {"at": "all"}]}) == {}
+    with pytest.raises(ValueError, match="type 'int' is not one of"):
+        parameters.normalize({"n": {"type": "int"}})

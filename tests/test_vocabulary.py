@@ -19,7 +19,7 @@ from training import compare
 
 def test_it_imports_nothing_heavy():
     probe = (
-        "import sys, railyard_trainer.vocabulary, railyard_trainer.schema; "
+        "import sys, railyard_trainer.vocabulary, railyard_trainer.schema, railyard_trainer.parameters; "
         "print(sorted(m for m in ('pandas', 'django') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)

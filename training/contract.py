@@ -34,7 +34,7 @@ def file_problem(raw: str) -> str | None:
 
 def catalogue() -> Catalogue:
     return Catalogue(
-        workflows=set(Workflow.objects.filter(is_available=True).values_list("name", flat=True)),
+        workflows=dict(Workflow.objects.filter(is_available=True).values_list("name", "parameters")),
         compute_resources=list(railyard.compute_resources),
         default_compute_resource=railyard.default_compute_resource,
         file_problem=file_problem,

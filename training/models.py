@@ -44,6 +44,8 @@ class Workflow(models.Model):
     task = models.CharField(max_length=32)
     description = models.TextField(blank=True)
     default_params = models.JSONField(default=dict, blank=True)
+    #: What each `custom_params` key accepts (`railyard_trainer.parameters`); null: not declared.
+    parameters = models.JSONField(null=True, blank=True)
     is_available = models.BooleanField(default=True)
     synced_at = models.DateTimeField(auto_now=True)
 

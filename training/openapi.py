@@ -83,7 +83,9 @@ def run_request_schema() -> dict[str, Any]:
             "label": {"type": "string", "minLength": 1, "maxLength": 255},
             "custom_params": {
                 "type": "object",
-                "description": f"Passed to the workflow untouched (at most {schema.MAX_DEPTH} levels deep in all).",
+                "description": "The workflow's parameters. A workflow that declares them (every built-in one; "
+                "see `parameters` in GET /api/v1/workflows) refuses another key or a value of another kind "
+                f"with a 400 naming it; the others get them untouched (at most {schema.MAX_DEPTH} levels deep).",
             },
         },
         ["workflow_name", "classifier_features", "label"],

@@ -115,7 +115,7 @@ class RunDetailSerializer(RunSerializer):
 class WorkflowSerializer(serializers.ModelSerializer):
     class Meta:
         model = Workflow
-        fields = ["name", "task", "description", "default_params"]
+        fields = ["name", "task", "description", "default_params", "parameters"]
 
 
 class ErrorSerializer(serializers.Serializer):

@@ -19,6 +19,7 @@ from django.urls import reverse
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_POST
 
+from railyard_trainer import parameters
 from railyard_trainer import vocabulary as v
 from railyard_trainer.vocabulary import RunStatus, choices
 from training import access, artifacts, charts, compare, services
@@ -302,12 +303,19 @@ def workflow_list(request: HttpRequest) -> HttpResponse:
 @login_required
 def workflow_detail(request: HttpRequest, name: str) -> HttpResponse:
     workflow = get_object_or_404(Workflow, name=name)
+    declared = workflow.parameters
     return _runs_page(
         request,
         f"Workflow {workflow.name}",
         access.runs_for(request.user).filter(workflow=workflow),
         v.PRIMARY_WORKFLOW_METRIC.get(workflow.task, v.PRIMARY_METRIC[v.BINARY]),
         workflow=workflow,
+        parameters=None
+        if declared is None
+        else [
+            {"name": key, "accepts": parameters.describe(spec["accepts"]), "default": json.dumps(spec["default"])}
+            for key, spec in declared.items()
+        ],
         filter_url=f"{reverse('runs')}?workflow={workflow.name}",
     )
 

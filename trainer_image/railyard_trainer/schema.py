@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from railyard_trainer import parameters
 from railyard_trainer.vocabulary import (
     COMPARISONS,
     DATE_RANGE,
@@ -51,7 +52,8 @@ S3_PATH = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/|$)")
 class Catalogue:
     """What the service knows and the request is checked against."""
 
-    workflows: Collection[str]
+    #: The installed workflows, each with its declared parameters (None: it declares none).
+    workflows: Mapping[str, dict[str, Any] | None]
     compute_resources: Collection[str]
     default_compute_resource: str
     #: Why a `file` source's path cannot be read (outside the data roots, no such file), or None.
@@ -395,7 +397,9 @@ def _check_holdout(
     return holdout
 
 
-def _check_train(c: _Checker, train: dict, columns: set[str], workflows: Collection[str] | None) -> None:
+def _check_train(
+    c: _Checker, train: dict, columns: set[str], workflows: Mapping[str, dict[str, Any] | None] | None
+) -> None:
     name = train.get("workflow_name")
     if name is not None and not isinstance(name, str):
         c.add("train.workflow_name", "Must be a workflow's name.")
@@ -416,3 +420,6 @@ def _check_train(c: _Checker, train: dict, columns: set[str], workflows: Collect
     params = train.get("custom_params")
     if params is not None and not isinstance(params, dict):
         c.add("train.custom_params", "Must be a JSON object (it is passed to the workflow as is).")
+    elif workflows is not None and name in workflows:
+        for path, problem in parameters.problems(name, workflows[name], params).items():
+            c.add(path, problem)

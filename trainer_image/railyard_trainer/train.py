@@ -14,7 +14,7 @@ import joblib
 import pandas as pd
 from sklearn.utils._param_validation import InvalidParameterError
 
-from railyard_trainer import data, holdout
+from railyard_trainer import data, holdout, parameters
 from railyard_trainer import vocabulary as v
 from railyard_trainer.errors import BadDataError
 from railyard_trainer.evaluation import BINARY, evaluate, plain, resolve_task
@@ -34,6 +34,8 @@ def run(raw_spec: dict, store: ArtifactStore) -> dict[str, Any]:
     written: list[StoredArtifact] = [store.put(v.SPEC, _json(raw_spec), "application/json")]
     spec = TrainSpec.from_dict(raw_spec)
     workflow_cls = get_workflow(spec.workflow_name)
+    if bad := parameters.problems(spec.workflow_name, workflow_cls.declared_parameters(), spec.custom_params):
+        raise BadDataError("the spec is malformed: " + "; ".join(f"{path}: {why}" for path, why in bad.items()))
     needed = [*spec.classifier_features, spec.label]
 
     with stage("load") as details:

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
+from railyard_trainer import parameters
 from railyard_trainer.vocabulary import CLASSIFICATION, REGRESSION
 
 __all__ = ["CLASSIFICATION", "REGRESSION", "Workflow"]
@@ -26,6 +27,10 @@ class Workflow:
     description: ClassVar[str] = ""
     #: Parameter defaults shown in the catalogue; `custom_params` override them.
     default_params: ClassVar[dict[str, Any]] = {}
+    #: The parameters `custom_params` may hold (see `railyard_trainer.parameters`), e.g.
+    #: `{"n_estimators": {"type": "integer", "min": 1, "default": 100}}`. Declared, a request with
+    #: another key or a value of the wrong type is refused naming it; undeclared (None), anything goes.
+    parameters: ClassVar[dict[str, Any] | None] = None
 
     def __init__(
         self,
@@ -43,10 +48,16 @@ class Workflow:
         raise NotImplementedError
 
     @classmethod
+    def declared_parameters(cls) -> dict[str, dict[str, Any]] | None:
+        """The long form of `parameters`, or None when the workflow declares none."""
+        return None if cls.parameters is None else parameters.normalize(cls.parameters)
+
+    @classmethod
     def describe(cls) -> dict[str, Any]:
         return {
             "name": cls.name,
             "task": cls.task,
             "description": cls.description or inspect.getdoc(cls) or "",
             "default_params": cls.default_params,
+            "parameters": cls.declared_parameters(),
         }

@@ -1,11 +1,16 @@
 """Built-in workflows: scikit-learn estimators behind preprocessing for categorical and missing values.
 
-Each accepts its estimator's parameters through `custom_params`; keys the estimator does not
-know are left for user code and noted in the log.
+Each accepts its estimator's parameters through `custom_params`, and declares them from the
+estimator's signature and its own parameter constraints (types, ranges, choices), so that a
+request naming another key or a value of the wrong type is refused before it trains.
 """
 
 from __future__ import annotations
 
+import inspect
+import json
+import math
+import numbers
 from typing import Any, ClassVar
 
 import numpy as np
@@ -26,7 +31,9 @@ from sklearn.preprocessing import (
     OrdinalEncoder,
     StandardScaler,
 )
+from sklearn.utils import _param_validation as constraints
 
+from railyard_trainer import parameters
 from railyard_trainer.stages import log
 from railyard_trainer.workflows.base import CLASSIFICATION, REGRESSION, Workflow
 
@@ -77,11 +84,83 @@ def ordinal_preprocessor(frame: pd.DataFrame, features: list[str]) -> ColumnTran
     )
 
 
+def estimator_parameters(estimator_class: type, defaults: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each parameter of the estimator's signature, with what it accepts (from scikit-learn's
+    `_parameter_constraints`, else the default's type) and its default (`defaults` first)."""
+    declared = getattr(estimator_class, "_parameter_constraints", {})
+    found = {}
+    for name, param in inspect.signature(estimator_class.__init__).parameters.items():
+        if name == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        default = defaults.get(name, param.default)
+        kinds = [kind for constraint in declared.get(name, []) for kind in _kinds(constraint)]
+        accepts = list({json.dumps(kind, sort_keys=True): kind for kind in kinds}.values())  # once each
+        found[name] = {"default": parameters.json_value(default), "accepts": accepts or [_kind_of(default)]}
+    return found
+
+
+_CONSTRAINT_KINDS = {
+    "boolean": [{"type": "boolean"}],
+    "array-like": [{"type": "array"}],
+    "random_state": [{"type": "integer", "min": 0}, {"type": "null"}],
+    "verbose": [{"type": "integer"}, {"type": "boolean"}],
+    None: [{"type": "null"}],
+    bool: [{"type": "boolean"}],
+    str: [{"type": "string"}],
+    dict: [{"type": "object"}],
+    list: [{"type": "array"}],
+    tuple: [{"type": "array"}],
+    numbers.Integral: [{"type": "integer"}],
+    numbers.Real: [{"type": "number"}],
+}
+
+
+def _kinds(constraint: Any) -> list[dict[str, Any]]:
+    """The JSON kinds a scikit-learn constraint admits; none for what JSON cannot hold (callables,
+    loss objects) or what is hidden."""
+    if isinstance(constraint, constraints.Hidden) or getattr(constraint, "hidden", False):
+        return []
+    if isinstance(constraint, constraints.Interval):
+        kind: dict[str, Any] = {
+            "type": "float" if constraint.type is constraints.RealNotInt else _number(constraint.type),
+            "closed": constraint.closed,
+        }
+        kind.update({k: v for k, v in (("min", constraint.left), ("max", constraint.right)) if v is not None})
+        return [kind]
+    if isinstance(constraint, constraints.StrOptions):
+        return [{"type": "string", "choices": sorted(constraint.options - (constraint.deprecated or set()))}]
+    if isinstance(constraint, constraints.Options):
+        # JSON has no infinity: a choice such as `np.inf` cannot be sent, so it is not offered.
+        choices = sorted(c for c in constraint.options if math.isfinite(c))
+        return [{"type": _number(constraint.type), "choices": choices}] if choices else []
+    try:
+        return _CONSTRAINT_KINDS.get(constraint, [])
+    except TypeError:  # unhashable: no JSON kind
+        return []
+
+
+def _number(kind: type) -> str:
+    return "integer" if issubclass(kind, numbers.Integral) else "number"
+
+
+def _kind_of(default: Any) -> dict[str, Any]:
+    for kind, name in ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"), (list, "array")):
+        if isinstance(default, kind):
+            return {"type": name}
+    return {"type": "any"}
+
+
 class EstimatorWorkflow(Workflow):
     """A preprocessing step and a scikit-learn estimator whose parameters come from custom_params."""
 
     estimator_class: ClassVar[type]
     preprocessing: ClassVar[str] = "one_hot"
+
+    @classmethod
+    def declared_parameters(cls) -> dict[str, dict[str, Any]] | None:
+        if cls.parameters is not None:
+            return super().declared_parameters()
+        return estimator_parameters(cls.estimator_class, cls.default_params)
 
     def estimator_params(self) -> dict[str, Any]:
         accepted = self.estimator_class().get_params()
@@ -94,7 +173,7 @@ class EstimatorWorkflow(Workflow):
                 ignored.append(key)
         if "random_state" in accepted and "random_state" not in params:
             params["random_state"] = self.seed
-        if ignored:
+        if ignored:  # keys a subclass declared for its own code
             log(f"custom_params not used by {self.estimator_class.__name__}: {', '.join(ignored)}")
         return params
 

@@ -30,6 +30,7 @@ def sync(catalogue: list[dict]) -> tuple[int, int]:
                 "task": entry["task"],
                 "description": entry["description"],
                 "default_params": entry["default_params"],
+                "parameters": entry.get("parameters"),
                 "is_available": True,
             },
         )
