@@ -8,7 +8,7 @@ import pytest
 
 from railyard_trainer.errors import BadDataError
 from railyard_trainer.spec import TrainSpec
-from training.models import Run
+from training.models import Run, Workflow
 
 pytestmark = pytest.mark.usefixtures("workflows")
 
@@ -161,6 +161,21 @@ CASES = {
         "train.custom_params.learning_rate",
         "`learning_rate` must be a number > 0 (got 0).",
     ),
+    "positive class that is not a value": (
+        lambda r: r["train"].update(positive_class=["fraud"]),
+        "train.positive_class",
+        "Must be one of the label's values",
+    ),
+    "decision threshold out of range": (
+        lambda r: r["train"].update(decision_threshold=1.5),
+        "train.decision_threshold",
+        "Must be a number between 0 and 1 (exclusive).",
+    ),
+    "workflow name that is an object, with parameters": (
+        lambda r: r["train"].update(workflow_name={}),
+        "train.workflow_name",
+        "Must be a workflow's name.",
+    ),
     "unknown top-level field": (
         lambda r: r.update(labels="is_fraud"),
         "labels",
@@ -260,9 +275,10 @@ def test_it_names_every_bad_field_at_once(api, fraud_request):
     assert {"train.workflow_name", "train.label", "compute_resource", "data.filters[0].predicate"} <= set(errors)
 
 
-def test_it_passes_custom_params_through_untouched(api, fraud_request):
+def test_it_passes_custom_params_through_untouched_to_a_workflow_that_declares_none(api, fraud_request):
+    Workflow.objects.create(name="team_workflow", task="classification", parameters=None)
     params = {"max_iter": 5, "my_team_setting": {"nested": [1, "two", None]}, "weird key!": True}
-    fraud_request["train"]["custom_params"] = params
+    fraud_request["train"].update(workflow_name="team_workflow", custom_params=params)
     run = Run.objects.get(pk=post(api, json.dumps(fraud_request)).json()["id"])
     assert run.spec["train"]["custom_params"] == params
 
@@ -312,6 +328,8 @@ def test_it_refuses_json_nested_deeper_than_64_levels(api, fraud_request, depth)
 
 
 def test_it_accepts_json_nested_64_levels(api, fraud_request):
+    Workflow.objects.create(name="team_workflow", task="classification", parameters=None)  # takes any params
+    fraud_request["train"]["workflow_name"] = "team_workflow"
     fraud_request["train"]["custom_params"] = "DEEP"
     body = json.dumps(fraud_request).replace('"DEEP"', nested(62))  # custom_params is 2 levels down
     assert post(api, body).status_code == 201

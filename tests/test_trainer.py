@@ -292,6 +292,10 @@ def test_the_cli_writes_every_artifact_with_checksums(tmp_path, small):
         "precision",
         "recall",
         "f1",
+        "recall_at_fpr_1pct",
+        "recall_at_fpr_5pct",
+        "precision_at_top_1pct",
+        "precision_at_top_5pct",
     }
     evaluation = json.loads((out / "evaluation.json").read_text())
     assert {"roc", "pr", "calibration", "score_histogram", "confusion_matrix", "feature_importance"} <= set(
@@ -540,3 +544,103 @@ def test_a_custom_workflow_may_declare_its_parameters_and_an_undeclared_one_take
     assert parameters.problems("trees", None, {"anything": [1, {"at": "all"}]}) == {}
     with pytest.raises(ValueError, match="type 'int' is not one of"):
         parameters.normalize({"n": {"type": "int"}})
+
+
+def fraud_like(n: int = 4000, seed: int = 3) -> tuple[pd.DataFrame, pd.Series]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n)
+    label = np.where(x + rng.normal(scale=1.5, size=n) > 2.0, "fraud", "ok")
+    return pd.DataFrame({"x": x, "z": rng.normal(size=n)}), pd.Series(label, name="y")
+
+
+def test_operating_point_metrics_equal_an_independent_computation_with_scikit_learn():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import precision_score, roc_curve
+
+    from railyard_trainer.evaluation import evaluate
+
+    X, y = fraud_like()
+    model = LogisticRegression().fit(X, y)
+    metrics = evaluate("binary", model, X, y, seed=0, positive="fraud").metrics
+
+    truth = (y == "fraud").to_numpy()
+    score = model.predict_proba(X)[:, list(model.classes_).index("fraud")]
+    fpr, tpr, _ = roc_curve(truth, score, drop_intermediate=False)
+    for share, key in ((0.01, "1pct"), (0.05, "5pct")):
+        assert metrics[f"recall_at_fpr_{key}"] == pytest.approx(
+            max(t for f, t in zip(fpr, tpr, strict=True) if f <= share)
+        )
+        top = pd.Series(score).sort_values(ascending=False, kind="stable").index[: int(np.ceil(share * len(score)))]
+        assert metrics[f"precision_at_top_{key}"] == pytest.approx(precision_score(truth[top], np.ones(len(top))))
+    assert 0 < metrics["recall_at_fpr_1pct"] < metrics["recall_at_fpr_5pct"] <= 1
+
+
+def test_the_positive_class_and_the_decision_threshold_are_honoured(tmp_path):
+    from sklearn.metrics import precision_score, recall_score
+
+    X, y = fraud_like()
+    days = pd.date_range("2026-01-01", periods=len(X), freq="h")
+    frame = pd.DataFrame({"day": days, "x": X["x"], "colour": "red", "y": y})
+    path = tmp_path / "fraud.parquet"
+    frame.to_parquet(path)
+    raw = random_split_spec(path, "logistic_regression")
+    raw["train"].update(positive_class="fraud", decision_threshold=0.3)
+
+    metrics = train.run(raw, FileStore(tmp_path / "out"))
+
+    scores = pd.read_parquet(tmp_path / "out" / "holdout_scores.parquet")
+    truth, predicted = scores["label"] == "fraud", scores["score"] >= 0.3
+    assert metrics["precision"] == pytest.approx(precision_score(truth, predicted))
+    assert metrics["recall"] == pytest.approx(recall_score(truth, predicted))
+    summary = json.loads((tmp_path / "out" / "metadata.json").read_text())["data_summary"]
+    assert (summary["positive_class"], summary["decision_threshold"]) == ("fraud", 0.3)
+    assert summary["holdout_positive_rate"] == pytest.approx(truth.mean())
+
+    raw["train"].pop("positive_class")  # by default the second in sorted order: "ok"
+    default = train.run(raw, FileStore(tmp_path / "default"))
+    assert default["recall"] > 0.9 > metrics["recall"]
+
+    raw["train"]["positive_class"] = "chargeback"
+    with pytest.raises(
+        BadDataError, match=r"train.positive_class 'chargeback' is not one of the label's classes \('fraud', 'ok'\)"
+    ):
+        train.run(raw, FileStore(tmp_path / "refused"))
+
+
+def test_a_classification_workflow_refuses_a_continuous_label(tmp_path, small):
+    frame = pd.read_parquet(small)
+    frame["y"] = frame["x"] * 3.7 + 0.01
+    frame.to_parquet(small)
+
+    with pytest.raises(
+        BadDataError, match=r"label 'y' has \d+ distinct decimal values: it is a measurement, not classes"
+    ):
+        train.run(random_split_spec(small, "logistic_regression"), FileStore(tmp_path / "out"))
+
+
+class MarginOnlyWorkflow(Workflow):
+    """A classifier without predict_proba (a linear SVM)."""
+
+    name = "margin_only"
+    task = "classification"
+
+    def train(self, training_dataframe, holdout_dataframe):
+        from sklearn.svm import LinearSVC
+
+        return LinearSVC().fit(training_dataframe[self.classifier_features], training_dataframe[self.label])
+
+
+def test_a_classifier_without_probabilities_still_gets_the_metrics_that_need_none(tmp_path, small, monkeypatch):
+    entry = EntryPoint("margin_only", f"{__name__}:MarginOnlyWorkflow", registry.GROUP)
+    monkeypatch.setattr(registry, "entry_points", lambda group: [entry])
+    raw = random_split_spec(small, "margin_only")
+    raw["train"]["classifier_features"] = ["x"]
+
+    metrics = train.run(raw, FileStore(tmp_path / "out"))
+
+    assert set(metrics) == {"accuracy", "precision", "recall", "f1"}
+    evaluation = json.loads((tmp_path / "out" / "evaluation.json").read_text())
+    assert evaluation["notes"] == [
+        "the estimator (LinearSVC) has no predict_proba: ROC AUC, average precision, log loss, Brier score, "
+        "the operating points and the curves need probabilities and are left out"
+    ]

@@ -59,7 +59,7 @@ def run_request_schema() -> dict[str, Any]:
             "fraction": {
                 "type": "number",
                 **{"minimum": 0, "exclusiveMinimum": True, "maximum": 1, "exclusiveMaximum": True},
-                "default": 0.2,
+                "default": vocabulary.DEFAULT_HOLDOUT_FRACTION,
             },
             "seed": {"type": "integer", "default": 0},
             "stratify": {"oneOf": [{"type": "boolean"}, {"type": "string"}], "default": False},
@@ -86,6 +86,17 @@ def run_request_schema() -> dict[str, Any]:
                 "description": "The workflow's parameters. A workflow that declares them (every built-in one; "
                 "see `parameters` in GET /api/v1/workflows) refuses another key or a value of another kind "
                 f"with a 400 naming it; the others get them untouched (at most {schema.MAX_DEPTH} levels deep).",
+            },
+            "positive_class": {
+                **SCALAR,
+                "description": "The positive class of a binary task (default: the larger of two numeric "
+                "labels, true, or the second in sorted order).",
+            },
+            "decision_threshold": {
+                "type": "number",
+                **{"minimum": 0, "exclusiveMinimum": True, "maximum": 1, "exclusiveMaximum": True},
+                "default": vocabulary.DEFAULT_DECISION_THRESHOLD,
+                "description": "The score at or above which a binary model says positive.",
             },
         },
         ["workflow_name", "classifier_features", "label"],

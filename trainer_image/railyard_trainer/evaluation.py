@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,13 @@ from sklearn.calibration import calibration_curve
 from sklearn.inspection import permutation_importance
 
 from railyard_trainer.errors import BadDataError
-from railyard_trainer.vocabulary import BINARY, MULTICLASS, REGRESSION
+from railyard_trainer.vocabulary import (
+    BINARY,
+    DEFAULT_DECISION_THRESHOLD,
+    MAX_CLASSES_OF_DECIMALS,
+    MULTICLASS,
+    REGRESSION,
+)
 
 __all__ = ["BINARY", "MULTICLASS", "REGRESSION", "Evaluation", "evaluate", "plain", "resolve_task"]
 
@@ -27,6 +34,8 @@ class Evaluation:
     metrics: dict[str, float]
     charts: dict[str, Any]
     scores: pd.DataFrame  # one row per holdout row: label and score or prediction
+    #: What the evaluation could not do, in words (an estimator without predict_proba).
+    notes: list[str] = field(default_factory=list)
 
 
 def resolve_task(workflow_task: str, training_labels: pd.Series) -> str:
@@ -35,10 +44,42 @@ def resolve_task(workflow_task: str, training_labels: pd.Series) -> str:
             raise BadDataError(f"a regression label must be numeric, not {training_labels.dtype}")
         return REGRESSION
     n_classes = training_labels.nunique()
+    if pd.api.types.is_float_dtype(training_labels) and n_classes > MAX_CLASSES_OF_DECIMALS:
+        values = training_labels.dropna()
+        if not (values == values.round()).all():
+            raise BadDataError(
+                f"label {training_labels.name!r} has {n_classes} distinct decimal values: it is a measurement, "
+                "not classes; train it with a regression workflow"
+            )
     if n_classes < 2:
         value = training_labels.iloc[0] if len(training_labels) else None
         raise BadDataError(f"label {training_labels.name!r} has a single class ({value!r}) in the training rows")
     return BINARY if n_classes == 2 else MULTICLASS
+
+
+def positive_class(labels: pd.Series, wanted: Any = None) -> Any:
+    """The positive class of binary labels: `wanted` (as the labels hold it), or by default the larger
+    of two numbers, True, or the second in sorted order (scikit-learn's `classes_[1]`)."""
+    classes = list(np.unique(labels.dropna()))
+    if wanted is None:
+        return classes[1]
+    for value in classes:
+        if plain(value) == wanted or str(plain(value)) == str(wanted):
+            return value
+    known = ", ".join(repr(plain(c)) for c in classes)
+    raise BadDataError(f"train.positive_class {wanted!r} is not one of the label's classes ({known})")
+
+
+def recall_at_fpr(truth: np.ndarray, score: np.ndarray, most: float) -> float:
+    """The largest true-positive rate among ROC points whose false-positive rate is at most `most`."""
+    fpr, tpr, _ = skm.roc_curve(truth, score, drop_intermediate=False)
+    return float(tpr[fpr <= most].max())
+
+
+def precision_at_top(truth: np.ndarray, score: np.ndarray, share: float) -> float:
+    """The precision among the ⌈share⌉ highest-scored rows (ties in their holdout order)."""
+    top = np.argsort(-score, kind="stable")[: math.ceil(share * len(score))]
+    return float(truth[top].mean())
 
 
 def plain(value: Any) -> Any:
@@ -66,17 +107,28 @@ def _importances(estimator: Any, X: pd.DataFrame, y: pd.Series, scoring: str, se
     }
 
 
-def evaluate_binary(estimator: Any, X: pd.DataFrame, y: pd.Series, seed: int) -> Evaluation:
+def evaluate_binary(
+    estimator: Any,
+    X: pd.DataFrame,
+    y: pd.Series,
+    seed: int,
+    positive: Any = None,
+    threshold: float = DEFAULT_DECISION_THRESHOLD,
+) -> Evaluation:
     classes = list(estimator.classes_)
-    positive = classes[1]
+    positive = classes[1] if positive is None else positive
+    negative = next(c for c in classes if c != positive)
     if y.nunique() < 2:
         raise BadDataError(
             f"label {y.name!r} has a single class ({plain(y.iloc[0])!r}) in the holdout; "
             "binary metrics need both classes"
         )
     truth = (y == positive).to_numpy().astype(int)
-    score = estimator.predict_proba(X)[:, 1]
-    predicted = (score >= 0.5).astype(int)
+    if not hasattr(estimator, "predict_proba"):
+        predicted = (estimator.predict(X) == positive).astype(int)
+        return _without_probabilities(estimator, X, y, seed, truth, predicted, [str(negative), str(positive)])
+    score = estimator.predict_proba(X)[:, classes.index(positive)]
+    predicted = (score >= threshold).astype(int)
     metrics = {
         "roc_auc": skm.roc_auc_score(truth, score),
         "average_precision": skm.average_precision_score(truth, score),
@@ -86,6 +138,10 @@ def evaluate_binary(estimator: Any, X: pd.DataFrame, y: pd.Series, seed: int) ->
         "precision": skm.precision_score(truth, predicted, zero_division=0),
         "recall": skm.recall_score(truth, predicted, zero_division=0),
         "f1": skm.f1_score(truth, predicted, zero_division=0),
+        "recall_at_fpr_1pct": recall_at_fpr(truth, score, 0.01),
+        "recall_at_fpr_5pct": recall_at_fpr(truth, score, 0.05),
+        "precision_at_top_1pct": precision_at_top(truth, score, 0.01),
+        "precision_at_top_5pct": precision_at_top(truth, score, 0.05),
     }
     fpr, tpr, _ = skm.roc_curve(truth, score)
     precision, recall, _ = skm.precision_recall_curve(truth, score)
@@ -104,9 +160,9 @@ def evaluate_binary(estimator: Any, X: pd.DataFrame, y: pd.Series, seed: int) ->
             "positive": np.histogram(score[truth == 1], bins=bins)[0].tolist(),
         },
         "confusion_matrix": {
-            "labels": [str(classes[0]), str(positive)],
+            "labels": [str(negative), str(positive)],
             "matrix": skm.confusion_matrix(truth, predicted, labels=[0, 1]).tolist(),
-            "threshold": 0.5,
+            "threshold": threshold,
         },
         "feature_importance": _importances(estimator, X, y, "roc_auc", seed),
     }
@@ -114,17 +170,58 @@ def evaluate_binary(estimator: Any, X: pd.DataFrame, y: pd.Series, seed: int) ->
     return Evaluation(BINARY, _floats(metrics), charts, scores)
 
 
+def _without_probabilities(
+    estimator: Any,
+    X: pd.DataFrame,
+    y: pd.Series,
+    seed: int,
+    truth: np.ndarray,
+    predicted: np.ndarray,
+    labels: list[str],
+) -> Evaluation:
+    """A binary evaluation from `predict` alone: the metrics that need no probabilities, and a note."""
+    metrics = {
+        "accuracy": skm.accuracy_score(truth, predicted),
+        "precision": skm.precision_score(truth, predicted, zero_division=0),
+        "recall": skm.recall_score(truth, predicted, zero_division=0),
+        "f1": skm.f1_score(truth, predicted, zero_division=0),
+    }
+    charts = {
+        "confusion_matrix": {
+            "labels": labels,
+            "matrix": skm.confusion_matrix(truth, predicted, labels=[0, 1]).tolist(),
+        },
+        "feature_importance": _importances(estimator, X, y, "accuracy", seed),
+    }
+    note = _no_probabilities(estimator, "ROC AUC, average precision, log loss, Brier score, the operating points")
+    scores = pd.DataFrame({"label": y.to_numpy(), "prediction": predicted})
+    return Evaluation(BINARY, _floats(metrics), charts, scores, [note])
+
+
+def _no_probabilities(estimator: Any, needing: str) -> str:
+    return (
+        f"the estimator ({type(estimator).__name__}) has no predict_proba: {needing} and the curves "
+        "need probabilities and are left out"
+    )
+
+
 def evaluate_multiclass(estimator: Any, X: pd.DataFrame, y: pd.Series, seed: int) -> Evaluation:
     classes = list(estimator.classes_)
-    proba = estimator.predict_proba(X)
-    # In the classes' own type: sklearn calls an object array of numbers "unknown" and refuses it.
-    predicted = np.asarray(estimator.classes_)[proba.argmax(axis=1)]
     truth = y.to_numpy()
+    notes = []
+    if hasattr(estimator, "predict_proba"):
+        proba = estimator.predict_proba(X)
+        # In the classes' own type: sklearn calls an object array of numbers "unknown" and refuses it.
+        predicted = np.asarray(estimator.classes_)[proba.argmax(axis=1)]
+    else:
+        proba, predicted = None, np.asarray(estimator.predict(X))
+        notes.append(_no_probabilities(estimator, "log loss"))
     metrics = {
         "accuracy": skm.accuracy_score(truth, predicted),
         "macro_f1": skm.f1_score(truth, predicted, average="macro", zero_division=0),
-        "log_loss": skm.log_loss(truth, proba, labels=classes),
     }
+    if proba is not None:
+        metrics["log_loss"] = skm.log_loss(truth, proba, labels=classes)
     per_class = skm.f1_score(truth, predicted, average=None, labels=classes, zero_division=0)
     charts = {
         "confusion_matrix": {
@@ -135,7 +232,7 @@ def evaluate_multiclass(estimator: Any, X: pd.DataFrame, y: pd.Series, seed: int
         "feature_importance": _importances(estimator, X, y, "accuracy", seed),
     }
     scores = pd.DataFrame({"label": y.to_numpy(), "prediction": predicted})
-    return Evaluation(MULTICLASS, _floats(metrics), charts, scores)
+    return Evaluation(MULTICLASS, _floats(metrics), charts, scores, notes)
 
 
 def evaluate_regression(estimator: Any, X: pd.DataFrame, y: pd.Series, seed: int) -> Evaluation:
@@ -165,7 +262,18 @@ def evaluate_regression(estimator: Any, X: pd.DataFrame, y: pd.Series, seed: int
 EVALUATORS = {BINARY: evaluate_binary, MULTICLASS: evaluate_multiclass, REGRESSION: evaluate_regression}
 
 
-def evaluate(task: str, estimator: Any, X: pd.DataFrame, y: pd.Series, seed: int) -> Evaluation:
+def evaluate(
+    task: str,
+    estimator: Any,
+    X: pd.DataFrame,
+    y: pd.Series,
+    seed: int,
+    positive: Any = None,
+    threshold: float = DEFAULT_DECISION_THRESHOLD,
+) -> Evaluation:
+    """The holdout's metrics and chart data; `positive` and `threshold` concern a binary task only."""
+    if task == BINARY:
+        return evaluate_binary(estimator, X, y, seed, positive, threshold)
     return EVALUATORS[task](estimator, X, y, seed)
 
 

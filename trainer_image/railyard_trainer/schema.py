@@ -21,6 +21,7 @@ from railyard_trainer import parameters
 from railyard_trainer.vocabulary import (
     COMPARISONS,
     DATE_RANGE,
+    DEFAULT_DECISION_THRESHOLD,
     DEFAULT_HOLDOUT_FRACTION,
     FILE,
     FORMATS,
@@ -43,7 +44,7 @@ DATA_KEYS = {"features", "date_range", "filters", "holdout_sampling"}
 SOURCE_KEYS = {"names", "source", "format", "path", "date_column", "join_on"}
 FILTER_KEYS = {"feature_name", "predicate", "feature_value"}
 HOLDOUT_KEYS = {"sampling_function", "date_range", "fraction", "seed", "stratify"}
-TRAIN_KEYS = {"workflow_name", "classifier_features", "label", "custom_params"}
+TRAIN_KEYS = {"workflow_name", "classifier_features", "label", "custom_params", "positive_class", "decision_threshold"}
 RETRY_KEYS = {"on_oom"}
 S3_PATH = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/|$)")
 
@@ -417,9 +418,15 @@ def _check_train(
             c.add("train.classifier_features", f"{', '.join(map(repr, unknown))} not among the feature sources' names.")
         if label and label in features:
             c.add("train.classifier_features", f"The label {label!r} cannot also be a feature.")
+    positive = train.get("positive_class")
+    if "positive_class" in train and (positive is None or not _scalar(positive)):
+        c.add("train.positive_class", "Must be one of the label's values (a string, number or boolean).")
+    threshold = train.get("decision_threshold", DEFAULT_DECISION_THRESHOLD)
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 < threshold < 1:
+        c.add("train.decision_threshold", "Must be a number between 0 and 1 (exclusive).")
     params = train.get("custom_params")
     if params is not None and not isinstance(params, dict):
         c.add("train.custom_params", "Must be a JSON object (it is passed to the workflow as is).")
-    elif workflows is not None and name in workflows:
+    elif workflows is not None and isinstance(name, str) and name in workflows:
         for path, problem in parameters.problems(name, workflows[name], params).items():
             c.add(path, problem)

@@ -10,7 +10,7 @@ from typing import Any
 
 from railyard_trainer import schema
 from railyard_trainer.errors import BadDataError
-from railyard_trainer.vocabulary import DEFAULT_HOLDOUT_FRACTION
+from railyard_trainer.vocabulary import DEFAULT_DECISION_THRESHOLD, DEFAULT_HOLDOUT_FRACTION
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,9 @@ class TrainSpec:
     filters: list[Filter]
     holdout: Holdout
     seed: int = 0
+    #: The positive class of a binary task; None: the larger of two numbers, True, or the second in order.
+    positive_class: Any = None
+    decision_threshold: float = DEFAULT_DECISION_THRESHOLD
 
     @property
     def date_column(self) -> str | None:
@@ -103,6 +106,8 @@ class TrainSpec:
                 stratify=held.get("stratify", False),
             ),
             seed=clean["seed"],
+            positive_class=train.get("positive_class"),
+            decision_threshold=float(train.get("decision_threshold", DEFAULT_DECISION_THRESHOLD)),
         )
 
 

@@ -17,7 +17,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from railyard_trainer import data, holdout, parameters
 from railyard_trainer import vocabulary as v
 from railyard_trainer.errors import BadDataError
-from railyard_trainer.evaluation import BINARY, evaluate, plain, resolve_task
+from railyard_trainer.evaluation import BINARY, evaluate, plain, positive_class, resolve_task
 from railyard_trainer.spec import TrainSpec
 from railyard_trainer.stages import log, stage
 from railyard_trainer.storage import ArtifactStore, StoredArtifact
@@ -56,6 +56,7 @@ def run(raw_spec: dict, store: ArtifactStore) -> dict[str, Any]:
         details.update(train_rows=len(training), holdout_rows=len(held))
 
     task = resolve_task(workflow_cls.task, training[spec.label])
+    positive = positive_class(training[spec.label], spec.positive_class) if task == BINARY else None
     with stage("train") as details:
         workflow = workflow_cls(spec.classifier_features, spec.label, spec.custom_params, spec.seed)
         try:
@@ -65,14 +66,24 @@ def run(raw_spec: dict, store: ArtifactStore) -> dict[str, Any]:
         details["estimator"] = type(estimator).__name__
 
     with stage("evaluate") as details:
-        result = evaluate(task, estimator, held[spec.classifier_features], held[spec.label], spec.seed)
+        result = evaluate(
+            task,
+            estimator,
+            held[spec.classifier_features],
+            held[spec.label],
+            spec.seed,
+            positive=positive,
+            threshold=spec.decision_threshold,
+        )
         details.update({k: f"{v:.4f}" for k, v in result.metrics.items()})
+        for note in result.notes:
+            log(f"evaluation: {note}")
 
     with stage("serialize"):
         scores = result.scores
         if spec.date_column:
             scores.insert(0, spec.date_column, held[spec.date_column].to_numpy())
-        summary = data_summary(spec, loaded_rows, frame, training, held, task)
+        summary = data_summary(spec, loaded_rows, frame, training, held, task, positive)
         metadata = {
             "run_id": spec.run_id,
             "workflow": spec.workflow_name,
@@ -92,7 +103,11 @@ def run(raw_spec: dict, store: ArtifactStore) -> dict[str, Any]:
             store.put(v.MODEL, model.getvalue(), "application/octet-stream"),
             store.put(v.METADATA, _json(metadata), "application/json"),
             store.put(v.METRICS_FILE, _json(result.metrics), "application/json"),
-            store.put(v.EVALUATION, _json({"task": task, "charts": result.charts}), "application/json"),
+            store.put(
+                v.EVALUATION,
+                _json({"task": task, "charts": result.charts, "notes": result.notes}),
+                "application/json",
+            ),
             store.put(v.HOLDOUT_SCORES, _parquet(scores), "application/vnd.apache.parquet"),
         ]
         # The manifest goes last: its presence means every other artifact is complete.
@@ -108,6 +123,7 @@ def data_summary(
     training: pd.DataFrame,
     held: pd.DataFrame,
     task: str,
+    positive: Any = None,
 ) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "loaded_rows": loaded_rows,
@@ -125,9 +141,9 @@ def data_summary(
             counts = part[spec.label].value_counts().sort_index()
             summary[f"{name}_label_balance"] = {str(k): int(v) for k, v in counts.items()}
         if task == BINARY:
-            summary["holdout_positive_rate"] = float(
-                (held[spec.label] == sorted(training[spec.label].unique())[1]).mean()
-            )
+            summary["positive_class"] = plain(positive)
+            summary["decision_threshold"] = spec.decision_threshold
+            summary["holdout_positive_rate"] = float((held[spec.label] == positive).mean())
     else:
         summary["label_mean"] = {"train": float(training[spec.label].mean()), "holdout": float(held[spec.label].mean())}
     return summary

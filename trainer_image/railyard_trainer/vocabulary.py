@@ -26,6 +26,11 @@ PREDICATES = ("Eq", "NotEq", *COMPARISONS, *LIST_PREDICATES, *VALUELESS_PREDICAT
 DATE_RANGE, RANDOM = "DATE_RANGE", "RANDOM"
 SAMPLING_FUNCTIONS = (DATE_RANGE, RANDOM)
 DEFAULT_HOLDOUT_FRACTION = 0.2
+#: The score at or above which a binary model says "positive", unless `train.decision_threshold` says.
+DEFAULT_DECISION_THRESHOLD = 0.5
+#: More distinct decimal label values than this, and a classification workflow is refused: the label
+#: is a measurement, not classes.
+MAX_CLASSES_OF_DECIMALS = 50
 
 #: What a workflow says it does, and what evaluation makes of it once it has seen the label.
 CLASSIFICATION, REGRESSION = "classification", "regression"
@@ -148,6 +153,13 @@ METRICS = {
         Metric("precision", "Precision", True, (BINARY,)),
         Metric("recall", "Recall", True, (BINARY,)),
         Metric("f1", "F1", True, (BINARY,)),
+        # At the operating points fraud and risk teams use: the largest true-positive rate among ROC
+        # points whose false-positive rate is at most 1% / 5%, and the precision among the ⌈1%⌉ / ⌈5%⌉
+        # highest-scored holdout rows.
+        Metric("recall_at_fpr_1pct", "Recall at 1% FPR", True, (BINARY,)),
+        Metric("recall_at_fpr_5pct", "Recall at 5% FPR", True, (BINARY,)),
+        Metric("precision_at_top_1pct", "Precision in the top 1%", True, (BINARY,)),
+        Metric("precision_at_top_5pct", "Precision in the top 5%", True, (BINARY,)),
         Metric("macro_f1", "Macro F1", True, (MULTICLASS,)),
         Metric("rmse", "RMSE", False, (REGRESSION,)),
         Metric("mae", "MAE", False, (REGRESSION,)),
