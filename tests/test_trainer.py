@@ -644,3 +644,41 @@ def test_a_classifier_without_probabilities_still_gets_the_metrics_that_need_non
         "the estimator (LinearSVC) has no predict_proba: ROC AUC, average precision, log loss, Brier score, "
         "the operating points and the curves need probabilities and are left out"
     ]
+
+
+SCORE_ELSEWHERE = """
+import importlib.util, json, sys
+import joblib, pandas as pd
+assert importlib.util.find_spec("railyard_trainer") is None, "Railyard's trainer is importable here"
+model = joblib.load(sys.argv[1])
+rows = pd.DataFrame({"x": [0.5, -1.0, 2.0], "colour": ["red", None, "purple"]})
+print(json.dumps(model.predict_proba(rows)[:, 1].round(9).tolist()))
+"""
+
+
+def test_a_model_loads_and_scores_in_a_fresh_virtualenv_without_railyard(tmp_path, small):
+    import venv
+
+    import sklearn
+
+    code, out = run_trainer(tmp_path, spec_dict(small))
+    assert code == 0, (tmp_path / "log.txt").read_text()
+    fresh = tmp_path / "fresh"
+    venv.create(fresh, with_pip=False)
+    # The pinned scikit-learn, pandas and joblib, without Railyard's trainer: a path in a .pth file
+    # is not itself a site folder, so the editable install of the trainer found there stays inert.
+    site_packages = next((fresh / "lib").glob("python3*/site-packages"))
+    (site_packages / "libraries.pth").write_text(f"{Path(sklearn.__file__).parent.parent}\n")
+
+    result = subprocess.run(
+        [str(fresh / "bin" / "python"), "-c", SCORE_ELSEWHERE, str(out / "model.joblib")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+
+    assert result.returncode == 0, result.stderr
+    rows = pd.DataFrame({"x": [0.5, -1.0, 2.0], "colour": ["red", None, "purple"]})
+    here = joblib.load(out / "model.joblib").predict_proba(rows)[:, 1].round(9).tolist()
+    assert json.loads(result.stdout) == here

@@ -42,13 +42,11 @@ def categorical_columns(frame: pd.DataFrame, features: list[str]) -> list[str]:
     return [c for c in features if not pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c])]
 
 
-def _as_object(frame: pd.DataFrame) -> pd.DataFrame:
-    # Encoders want one type per column; strings, booleans and missing values become plain objects.
-    return frame.astype(object).where(frame.notna(), "__missing__")
-
-
 def object_caster() -> FunctionTransformer:
-    return FunctionTransformer(_as_object, feature_names_out="one-to-one")
+    """Categories as text, missing values kept missing: encoders want one type per column (strings,
+    booleans and gaps mixed are refused). pandas' own `astype`, so that a saved model refers to no
+    function of Railyard's and loads with scikit-learn and pandas alone."""
+    return FunctionTransformer(pd.DataFrame.astype, kw_args={"dtype": "str"}, feature_names_out="one-to-one")
 
 
 def one_hot_preprocessor(frame: pd.DataFrame, features: list[str]) -> ColumnTransformer:
