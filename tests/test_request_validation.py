@@ -161,6 +161,11 @@ CASES = {
         "train.custom_params.learning_rate",
         "`learning_rate` must be a number > 0 (got 0).",
     ),
+    "id column not among the names": (
+        lambda r: r["data"].update(id_column="transaction_ref"),
+        "data.id_column",
+        "'transaction_ref' is not among the feature sources' names.",
+    ),
     "positive class that is not a value": (
         lambda r: r["train"].update(positive_class=["fraud"]),
         "train.positive_class",

@@ -281,7 +281,7 @@ def test_the_cli_writes_every_artifact_with_checksums(tmp_path, small):
         assert sha256_hex((out / entry["name"]).read_bytes()) == entry["sha256"]
     scores = pd.read_parquet(out / "holdout_scores.parquet")
     metrics = json.loads((out / "metrics.json").read_text())
-    assert list(scores.columns) == ["day", "label", "score"]
+    assert list(scores.columns) == ["row_id", "day", "label", "score"]
     assert metrics["roc_auc"] == pytest.approx(roc_auc_score(scores["label"], scores["score"]))
     assert set(metrics) == {
         "roc_auc",
@@ -441,8 +441,11 @@ def test_it_evaluates_a_multiclass_model(tmp_path):
         "Feature importance — permutation (accuracy)",
     ]
     scores = pd.read_parquet(out / "holdout_scores.parquet")
-    assert list(scores.columns) == ["day", "label", "prediction"]
+    assert list(scores.columns) == ["row_id", "day", "label", "prediction", "score_high", "score_low", "score_mid"]
     assert (scores["label"] == scores["prediction"]).mean() == pytest.approx(metrics["accuracy"])
+    probabilities = scores[["score_high", "score_low", "score_mid"]]
+    assert probabilities.sum(axis=1).to_numpy() == pytest.approx(1.0)
+    assert (probabilities.idxmax(axis=1).str.removeprefix("score_") == scores["prediction"]).all()
 
 
 def test_it_evaluates_a_regression_model(tmp_path):
@@ -682,3 +685,38 @@ def test_a_model_loads_and_scores_in_a_fresh_virtualenv_without_railyard(tmp_pat
     rows = pd.DataFrame({"x": [0.5, -1.0, 2.0], "colour": ["red", None, "purple"]})
     here = joblib.load(out / "model.joblib").predict_proba(rows)[:, 1].round(9).tolist()
     assert json.loads(result.stdout) == here
+
+
+def test_holdout_scores_join_back_to_their_records_by_id_or_by_position(tmp_path):
+    rng = np.random.default_rng(5)
+    n = 400
+    x = rng.normal(size=n)
+    source = pd.DataFrame(
+        {
+            "charge_id": [f"ch_{i:05d}" for i in rng.permutation(n)],
+            "x": x,
+            "colour": rng.choice(["red", "blue"], size=n),
+            "y": (x + rng.normal(scale=0.5, size=n) > 0).astype(int),
+        }
+    )
+    path = tmp_path / "charges.parquet"
+    source.to_parquet(path)
+    raw = random_split_spec(path, "logistic_regression")
+    raw["data"]["features"][0]["names"] = ["charge_id", "x", "colour", "y"]
+    raw["data"]["features"][0].pop("date_column")
+    raw["data"]["filters"] = [{"feature_name": "colour", "predicate": "Eq", "feature_value": "red"}]
+    raw["data"]["id_column"] = "charge_id"
+
+    train.run(raw, FileStore(tmp_path / "by_id"))
+    raw["data"].pop("id_column")
+    train.run(raw, FileStore(tmp_path / "by_position"))
+
+    by_id = pd.read_parquet(tmp_path / "by_id" / "holdout_scores.parquet")
+    joined = by_id.merge(source, left_on="row_id", right_on="charge_id", validate="one_to_one")
+    assert len(joined) == len(by_id) > 0
+    assert (joined["label"] == joined["y"]).all()
+    assert (joined["colour"] == "red").all()
+    by_position = pd.read_parquet(tmp_path / "by_position" / "holdout_scores.parquet")
+    records = source.iloc[by_position["row_id"]]
+    assert (records["y"].to_numpy() == by_position["label"].to_numpy()).all()
+    assert (records["charge_id"].to_numpy() == by_id["row_id"].to_numpy()).all()  # the same rows, the same order

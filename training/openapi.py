@@ -73,6 +73,12 @@ def run_request_schema() -> dict[str, Any]:
             "date_range": DATE_RANGE,
             "filters": {"type": "array", "items": filter_},
             "holdout_sampling": holdout,
+            "id_column": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 255,
+                "description": "The column that identifies a record: the row_id of holdout_scores.parquet.",
+            },
         },
         ["features"],
     )

@@ -232,6 +232,9 @@ def evaluate_multiclass(estimator: Any, X: pd.DataFrame, y: pd.Series, seed: int
         "feature_importance": _importances(estimator, X, y, "accuracy", seed),
     }
     scores = pd.DataFrame({"label": y.to_numpy(), "prediction": predicted})
+    if proba is not None:
+        for i, cls in enumerate(classes):
+            scores[f"score_{plain(cls)}"] = proba[:, i]
     return Evaluation(MULTICLASS, _floats(metrics), charts, scores, notes)
 
 

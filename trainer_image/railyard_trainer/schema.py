@@ -40,7 +40,7 @@ MAX_DEPTH = 64
 TOP_LEVEL = {"user", "project", "model_description", "compute_resource", "data", "train", "retry"}
 #: What the service adds to a request to make the trainer's spec.
 SPEC_ONLY = {"run_id", "seed"}
-DATA_KEYS = {"features", "date_range", "filters", "holdout_sampling"}
+DATA_KEYS = {"features", "date_range", "filters", "holdout_sampling", "id_column"}
 SOURCE_KEYS = {"names", "source", "format", "path", "date_column", "join_on"}
 FILTER_KEYS = {"feature_name", "predicate", "feature_value"}
 HOLDOUT_KEYS = {"sampling_function", "date_range", "fraction", "seed", "stratify"}
@@ -260,6 +260,9 @@ def _check_training(c: _Checker, request: dict, catalogue: Catalogue | None) -> 
     if data.get("date_range") is not None and not date_columns:
         c.add("data.date_range", "A date range needs a feature source with a 'date_column'.")
     _check_filters(c, data.get("filters"), columns)
+    id_column = c.string(data.get("id_column"), "data.id_column")
+    if id_column and columns and id_column not in columns:
+        c.add("data.id_column", f"{id_column!r} is not among the feature sources' names.")
     holdout = _check_holdout(c, data.get("holdout_sampling"), date_range, date_columns, columns)
     train = (
         c.obj(request.get("train"), "train", TRAIN_KEYS, ("workflow_name", "classifier_features", "label"))

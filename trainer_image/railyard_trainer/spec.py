@@ -62,6 +62,8 @@ class TrainSpec:
     filters: list[Filter]
     holdout: Holdout
     seed: int = 0
+    #: The column whose values identify a record (`row_id` of the holdout scores); None: row positions.
+    id_column: str | None = None
     #: The positive class of a binary task; None: the larger of two numbers, True, or the second in order.
     positive_class: Any = None
     decision_threshold: float = DEFAULT_DECISION_THRESHOLD
@@ -106,6 +108,7 @@ class TrainSpec:
                 stratify=held.get("stratify", False),
             ),
             seed=clean["seed"],
+            id_column=data.get("id_column"),
             positive_class=train.get("positive_class"),
             decision_threshold=float(train.get("decision_threshold", DEFAULT_DECISION_THRESHOLD)),
         )

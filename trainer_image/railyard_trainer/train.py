@@ -11,6 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import joblib
+import numpy as np
 import pandas as pd
 from sklearn.utils._param_validation import InvalidParameterError
 
@@ -24,6 +25,8 @@ from railyard_trainer.storage import ArtifactStore, StoredArtifact
 from railyard_trainer.workflows import get_workflow
 
 LIBRARIES = ("railyard-trainer", "scikit-learn", "pandas", "numpy", "pyarrow", "joblib")
+#: Where each row's position in the first source rides along through filters and the split.
+POSITION = "__railyard_row_position__"
 
 
 def run(raw_spec: dict, store: ArtifactStore) -> dict[str, Any]:
@@ -40,7 +43,8 @@ def run(raw_spec: dict, store: ArtifactStore) -> dict[str, Any]:
 
     with stage("load") as details:
         frame = data.load(spec)
-        missing = [c for c in needed if c not in frame.columns]
+        frame[POSITION] = np.arange(len(frame))
+        missing = [c for c in [*needed, *filter(None, [spec.id_column])] if c not in frame.columns]
         if missing:
             raise BadDataError(f"column(s) {', '.join(missing)} are not in any feature source")
         details["rows"] = len(frame)
@@ -83,7 +87,8 @@ def run(raw_spec: dict, store: ArtifactStore) -> dict[str, Any]:
         scores = result.scores
         if spec.date_column:
             scores.insert(0, spec.date_column, held[spec.date_column].to_numpy())
-        summary = data_summary(spec, loaded_rows, frame, training, held, task, positive)
+        scores.insert(0, v.ROW_ID, held[spec.id_column or POSITION].to_numpy())
+        summary = data_summary(spec, loaded_rows, frame.drop(columns=POSITION), training, held, task, positive)
         metadata = {
             "run_id": spec.run_id,
             "workflow": spec.workflow_name,

@@ -47,6 +47,9 @@ HOLDOUT_SCORES = "holdout_scores.parquet"
 LOG = "log.txt"
 #: Written last by a trainer that succeeded (every artifact with its size and sha256), or on failure.
 MANIFEST = "manifest.json"
+#: The column of `holdout_scores.parquet` that ties each row back to its record: the values of
+#: `data.id_column`, else the row's position in the first source as loaded.
+ROW_ID = "row_id"
 ERROR = "error.json"
 
 
