@@ -423,3 +423,24 @@ def test_a_server_error_answers_500_in_the_sites_style(client, settings):
     assert response.status_code == 500
     assert b"Something broke" in response.content
     assert b"/static/railyard.css" in response.content
+
+
+def test_training_time_is_the_trainers_own_clock_not_the_time_until_the_run_was_seen_to_end(
+    signed_in, alice, fraud_request
+):
+    from datetime import timedelta
+
+    from training import states
+
+    run = services.submit(alice, fraud_request)[0]
+    launched(run)
+    seconds = {"load": 0.2, "filter": 0.1, "split": 0.05, "train": 3.4, "evaluate": 0.6}
+    states.mark_succeeded(run, {"roc_auc": 0.8}, {"stage_seconds": seconds})
+    # The worker saw it end an hour later (it was down, or an operator finished it by hand).
+    Run.objects.filter(pk=run.pk).update(started_at=run.finished_at, finished_at=run.finished_at + timedelta(hours=1))
+
+    html = signed_in.get(f"/runs/{run.pk}").content.decode()
+
+    assert "<dt>Training time</dt><dd>3.4 s" in html
+    assert "load 0.2 s, filter 0.1 s, split 0.1 s, evaluate 0.6 s" in html
+    assert "3600" not in html

@@ -302,6 +302,9 @@ def test_the_cli_writes_every_artifact_with_checksums(tmp_path, small):
         evaluation["charts"]
     )
     metadata = json.loads((out / "metadata.json").read_text())
+    stage_seconds = metadata["data_summary"]["stage_seconds"]
+    assert set(stage_seconds) == {"load", "filter", "split", "train", "evaluate"}
+    assert all(0 <= seconds < 60 for seconds in stage_seconds.values())
     assert metadata["task"] == "binary"
     assert metadata["data_summary"]["train_rows"] == 31
     assert metadata["data_summary"]["holdout_rows"] == 28

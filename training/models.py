@@ -127,9 +127,15 @@ class Run(models.Model):
 
     @property
     def duration_seconds(self) -> float | None:
+        """From running to finished, as the worker saw it (it includes waiting to be observed)."""
         if self.started_at and self.finished_at:
             return (self.finished_at - self.started_at).total_seconds()
         return None
+
+    @property
+    def stage_seconds(self) -> dict[str, float]:
+        """The trainer's own seconds per stage (load … evaluate), as it measured them."""
+        return (self.data_summary or {}).get("stage_seconds") or {}
 
     @property
     def primary_metric(self) -> tuple[str, float] | None:

@@ -25,14 +25,18 @@ def log(message: str) -> None:
 
 
 @contextmanager
-def stage(name: str, details: dict | None = None) -> Iterator[dict]:
-    """Time a stage; the caller may add details (row counts) to the yielded dict."""
+def stage(name: str, details: dict | None = None, timings: dict[str, float] | None = None) -> Iterator[dict]:
+    """Time a stage; the caller may add details (row counts) to the yielded dict, and collects the
+    stage's seconds in `timings`."""
     details = {} if details is None else details
     log(f"stage={name} started")
     started = time.perf_counter()
     yield details
+    seconds = time.perf_counter() - started
+    if timings is not None:
+        timings[name] = round(seconds, 3)
     extra = "".join(f" {key}={value}" for key, value in details.items())
-    log(f"stage={name} done duration={time.perf_counter() - started:.3f}s{extra}")
+    log(f"stage={name} done duration={seconds:.3f}s{extra}")
 
 
 class StoredLog:

@@ -40,8 +40,9 @@ def run(raw_spec: dict, store: ArtifactStore) -> dict[str, Any]:
     if bad := parameters.problems(spec.workflow_name, workflow_cls.declared_parameters(), spec.custom_params):
         raise BadDataError("the spec is malformed: " + "; ".join(f"{path}: {why}" for path, why in bad.items()))
     needed = [*spec.classifier_features, spec.label]
+    timings: dict[str, float] = {}  # the trainer's own seconds per stage, whatever the scheduler did
 
-    with stage("load") as details:
+    with stage("load", timings=timings) as details:
         frame = data.load(spec)
         frame[POSITION] = np.arange(len(frame))
         missing = [c for c in [*needed, *filter(None, [spec.id_column])] if c not in frame.columns]
@@ -50,18 +51,18 @@ def run(raw_spec: dict, store: ArtifactStore) -> dict[str, Any]:
         details["rows"] = len(frame)
     loaded_rows = len(frame)
 
-    with stage("filter") as details:
+    with stage("filter", timings=timings) as details:
         frame = data.restrict(frame, spec)
         data.check_values(frame, needed)
         details["rows"] = len(frame)
 
-    with stage("split") as details:
+    with stage("split", timings=timings) as details:
         training, held = holdout.split(frame, spec)
         details.update(train_rows=len(training), holdout_rows=len(held))
 
     task = resolve_task(workflow_cls.task, training[spec.label])
     positive = positive_class(training[spec.label], spec.positive_class) if task == BINARY else None
-    with stage("train") as details:
+    with stage("train", timings=timings) as details:
         workflow = workflow_cls(spec.classifier_features, spec.label, spec.custom_params, spec.seed)
         try:
             estimator = workflow.train(training, held)
@@ -69,7 +70,7 @@ def run(raw_spec: dict, store: ArtifactStore) -> dict[str, Any]:
             raise BadDataError(f"custom_params: {exc}") from exc
         details["estimator"] = type(estimator).__name__
 
-    with stage("evaluate") as details:
+    with stage("evaluate", timings=timings) as details:
         result = evaluate(
             task,
             estimator,
@@ -89,6 +90,7 @@ def run(raw_spec: dict, store: ArtifactStore) -> dict[str, Any]:
             scores.insert(0, spec.date_column, held[spec.date_column].to_numpy())
         scores.insert(0, v.ROW_ID, held[spec.id_column or POSITION].to_numpy())
         summary = data_summary(spec, loaded_rows, frame.drop(columns=POSITION), training, held, task, positive)
+        summary["stage_seconds"] = timings
         metadata = {
             "run_id": spec.run_id,
             "workflow": spec.workflow_name,
