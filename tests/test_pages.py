@@ -444,3 +444,24 @@ def test_training_time_is_the_trainers_own_clock_not_the_time_until_the_run_was_
     assert "<dt>Training time</dt><dd>3.4 s" in html
     assert "load 0.2 s, filter 0.1 s, split 0.1 s, evaluate 0.6 s" in html
     assert "3600" not in html
+
+
+def test_the_run_list_sorts_best_first_by_each_runs_primary_metric(signed_in, alice, fraud_request):
+    from training import states
+
+    made = {}
+    for name, metrics in (("low", {"roc_auc": 0.7}), ("high", {"roc_auc": 0.9}), ("r2", {"r2": 0.8}), ("none", None)):
+        run = services.submit(alice, fraud_request)[0]
+        if metrics:
+            launched(run)
+            states.mark_succeeded(run, metrics, {})
+        made[name] = run.pk
+
+    html = signed_in.get("/?project=fraud&sort=metric").content.decode()
+
+    order = [int(pk) for pk in re.findall(r'<tr data-run-id="(\d+)"', html)]
+    assert order == [made["high"], made["r2"], made["low"], made["none"]]
+    assert 'aria-sort="descending"' in html
+    assert '<a href="?project=fraud" title="Newest first">Primary metric ↓</a>' in html
+    newest = signed_in.get("/?project=fraud").content.decode()
+    assert [int(pk) for pk in re.findall(r'<tr data-run-id="(\d+)"', newest)] == sorted(made.values(), reverse=True)

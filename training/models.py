@@ -8,6 +8,8 @@ import secrets
 
 from django.conf import settings
 from django.db import models
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast, Coalesce
 from django.urls import reverse
 from django.utils import timezone
 
@@ -62,6 +64,17 @@ class RunQuerySet(models.QuerySet):
 
     def with_related(self) -> RunQuerySet:
         return self.select_related("project", "workflow", "owner")
+
+    def best_first(self) -> RunQuerySet:
+        """By the primary metric of each run's task (ROC AUC, macro F1, R²; all higher-is-better),
+        best first; runs without one last, newest first among equals."""
+        primary = Coalesce(
+            *(
+                Cast(KeyTextTransform(name, "metrics"), models.FloatField())
+                for name in dict.fromkeys(PRIMARY_METRIC.values())
+            )
+        )
+        return self.annotate(primary_value=primary).order_by(models.F("primary_value").desc(nulls_last=True), "-id")
 
     def with_history(self) -> RunQuerySet:
         """With events, attempts (jobs, oldest first) and the artifacts of every attempt."""

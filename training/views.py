@@ -6,6 +6,7 @@ import hmac
 import json
 from datetime import date
 from functools import lru_cache
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -77,8 +78,13 @@ def run_list(request: HttpRequest) -> HttpResponse:
     if before := _date(request.GET.get("created_before", "")):
         runs = runs.filter(created_at__date__lte=before)
         filters["created_before"] = before.isoformat()
-    cursor = _id(request.GET.get("before_id", ""))
-    if cursor is not None:
+    # Best first by each run's primary metric: the top of the list, for one workflow or project at a
+    # time (filter first); newest first pages on by a cursor.
+    best_first = request.GET.get("sort") == "metric"
+    cursor = None if best_first else _id(request.GET.get("before_id", ""))
+    if best_first:
+        runs = runs.best_first()
+    elif cursor is not None:
         runs = runs.filter(id__lt=cursor)
     page = list(runs[: PAGE_SIZE + 1])
     return render(
@@ -86,8 +92,11 @@ def run_list(request: HttpRequest) -> HttpResponse:
         "training/run_list.html",
         {
             "runs": page[:PAGE_SIZE],
-            "next_cursor": page[PAGE_SIZE - 1].pk if len(page) > PAGE_SIZE else None,
+            "next_cursor": page[PAGE_SIZE - 1].pk if len(page) > PAGE_SIZE and not best_first else None,
             "paged": cursor is not None,
+            "best_first": best_first,
+            "sort_query": urlencode({**filters, "sort": "metric"}),
+            "newest_query": urlencode(filters),
             "filters": filters,
             "counts": status_counts(request.user),
             "statuses": choices(RunStatus),
