@@ -465,3 +465,46 @@ def test_the_run_list_sorts_best_first_by_each_runs_primary_metric(signed_in, al
     assert '<a href="?project=fraud" title="Newest first">Primary metric ↓</a>' in html
     newest = signed_in.get("/?project=fraud").content.decode()
     assert [int(pk) for pk in re.findall(r'<tr data-run-id="(\d+)"', newest)] == sorted(made.values(), reverse=True)
+
+
+def evaluation_of(task: str, seed: int) -> dict:
+    """A real evaluation of a small model of `task`, as evaluation.json holds it."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+
+    from railyard_trainer.evaluation import evaluate
+
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300)})
+    if task == "regression":
+        y = pd.Series(X["a"] * 2 + rng.normal(size=300), name="y")
+        model = LinearRegression().fit(X, y)
+    else:
+        y = pd.Series(np.select([X["a"] < -0.5, X["a"] < 0.5], ["low", "mid"], "high"), name="y")
+        model = LogisticRegression().fit(X, y)
+    return json.loads(json.dumps({"charts": evaluate(task, model, X, y, seed).charts}))
+
+
+@pytest.mark.parametrize(
+    ("task", "titles"),
+    [
+        ("regression", ["Predicted vs actual", "Residuals"]),
+        ("multiclass", ["F1 by class", "Confusion matrix of #1 w", "Confusion matrix of #2 w"]),
+    ],
+)
+def test_compare_draws_each_tasks_charts_with_a_trace_per_run(task, titles):
+    from types import SimpleNamespace
+
+    from training import compare
+
+    runs = [SimpleNamespace(pk=pk, workflow=SimpleNamespace(name="w")) for pk in (1, 2)]
+
+    specs = compare.overlaid(runs, [evaluation_of(task, 1), evaluation_of(task, 2)])
+
+    assert [spec["layout"]["title"]["text"] for spec in specs] == titles
+    traces = [trace.get("name") for trace in specs[0]["data"]]
+    assert traces[:2] == ["#1 w", "#2 w"]
+    if task == "multiclass":
+        assert specs[1]["data"][0]["type"] == "heatmap"
+        assert specs[1]["data"][0]["x"] == ["high", "low", "mid"]

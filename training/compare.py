@@ -9,7 +9,7 @@ from typing import Any
 import plotly.graph_objects as go
 
 from railyard_trainer.vocabulary import higher_is_better
-from training.charts import LAYOUT, to_spec
+from training.charts import LAYOUT, confusion_matrix, to_spec
 
 #: Plotly's default colours, assigned to runs in order.
 PALETTE = ["#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3"]
@@ -61,28 +61,72 @@ def _figure(title: str, x_title: str, y_title: str) -> go.Figure:
 
 
 def overlaid(runs: list[Any], evaluations: list[dict | None]) -> list[dict]:
-    """ROC and PR curves and positive-class score distributions of binary runs, one trace per run."""
+    """Each task's charts with one trace per run: binary ROC and PR curves and score distributions;
+    regression predictions against actual values and residual distributions; multiclass F1 by class,
+    and each run's confusion matrix side by side."""
+    named = [
+        (f"#{run.pk} {run.workflow.name}", dict(color=PALETTE[i % len(PALETTE)]), (evaluation or {}).get("charts", {}))
+        for i, (run, evaluation) in enumerate(zip(runs, evaluations, strict=True))
+    ]
+    figures = [*_binary(named), *_regression(named), *_multiclass(named)]
+    return [to_spec(fig) for fig in figures]
+
+
+def _binary(named: list[tuple[str, dict, dict]]) -> list[go.Figure]:
     roc = _figure("ROC curves", "False positive rate", "True positive rate")
     roc.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="#999"), name="chance")
     pr = _figure("Precision–recall curves", "Recall", "Precision")
     scores = _figure("Scores of positive holdout rows", "Score", "Share of positives")
     drawn = False
-    for i, (run, evaluation) in enumerate(zip(runs, evaluations, strict=True)):
-        charts = (evaluation or {}).get("charts", {})
-        name = f"#{run.pk} {run.workflow.name}"
-        line = dict(color=PALETTE[i % len(PALETTE)])  # one colour per run on every chart
+    for name, line, charts in named:  # one colour per run on every chart
         if "roc" in charts:
             roc.add_scatter(x=charts["roc"]["fpr"], y=charts["roc"]["tpr"], mode="lines", name=name, line=line)
             pr.add_scatter(x=charts["pr"]["recall"], y=charts["pr"]["precision"], mode="lines", name=name, line=line)
             histogram = charts["score_histogram"]
-            total = sum(histogram["positive"]) or 1
-            edges = histogram["bin_edges"]
-            scores.add_scatter(
-                x=[(a + b) / 2 for a, b in pairwise(edges)],
-                y=[count / total for count in histogram["positive"]],
-                mode="lines",
-                name=name,
-                line=line,
-            )
+            scores.add_scatter(**_shares(histogram["bin_edges"], histogram["positive"]), name=name, line=line)
             drawn = True
-    return [to_spec(fig) for fig in (roc, pr, scores)] if drawn else []
+    return [roc, pr, scores] if drawn else []
+
+
+def _regression(named: list[tuple[str, dict, dict]]) -> list[go.Figure]:
+    predictions = _figure("Predicted vs actual", "Actual", "Predicted")
+    residuals = _figure("Residuals", "Actual − predicted", "Share of rows")
+    values = []
+    for name, line, charts in named:
+        if "predicted_vs_actual" in charts:
+            data = charts["predicted_vs_actual"]
+            predictions.add_scatter(
+                x=data["actual"],
+                y=data["predicted"],
+                mode="markers",
+                name=name,
+                marker=dict(size=4, opacity=0.5, **line),
+            )
+            values += data["actual"] + data["predicted"]
+            histogram = charts["residual_histogram"]
+            residuals.add_scatter(**_shares(histogram["bin_edges"], histogram["counts"]), name=name, line=line)
+    if not values:
+        return []
+    low, high = min(values), max(values)
+    predictions.add_scatter(
+        x=[low, high], y=[low, high], mode="lines", line=dict(dash="dot", color="#999"), name="exact"
+    )
+    return [predictions, residuals]
+
+
+def _multiclass(named: list[tuple[str, dict, dict]]) -> list[go.Figure]:
+    f1 = _figure("F1 by class", "Class", "F1")
+    matrices = []
+    for name, line, charts in named:
+        if "per_class_f1" in charts:
+            f1.add_bar(x=charts["per_class_f1"]["labels"], y=charts["per_class_f1"]["f1"], name=name, marker=line)
+            matrix = confusion_matrix(charts)
+            matrix.update_layout(title=f"Confusion matrix of {name}")
+            matrices.append(matrix)
+    return [f1, *matrices] if matrices else []
+
+
+def _shares(edges: list[float], counts: list[int]) -> dict:
+    """A histogram as a line of each bin's share of the rows, so runs of any size compare."""
+    total = sum(counts) or 1
+    return {"x": [(a + b) / 2 for a, b in pairwise(edges)], "y": [n / total for n in counts], "mode": "lines"}
