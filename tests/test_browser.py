@@ -174,6 +174,7 @@ def test_a_run_is_cloned_with_a_changed_parameter(logged_in, live_server, traine
     page.goto(f"{live_server.url}/runs/{trained_run.pk}")
     page.get_by_role("link", name="Clone").click()
     expect(page.get_by_label("Label", exact=True)).to_have_value("is_fraud")
+    expect(page.locator("#column-picker")).to_be_hidden()  # until the columns were read
     page.get_by_role("button", name="Read columns").click()  # the request joins a second source
     expect(page.locator("#column-picker")).to_be_visible()
     page.get_by_label("Custom params").fill('{"max_iter": 7, "learning_rate": 0.2}')

@@ -147,6 +147,26 @@ def test_the_launch_form_reports_contract_errors_like_the_api(signed_in, dataset
     assert field_errors(html, "source_path") == ["No file at &#x27;nope.parquet&#x27; under the data roots."]
 
 
+def test_the_launch_form_shows_every_error_at_once(signed_in, dataset):
+    data = {
+        **form_data(dataset),
+        "label": "",  # the field's own check
+        "filters": '[{"feature_name": "amount", "predicate": "Between", "feature_value": 1}]',  # the contract's
+        "holdout_end": "2027-01-01",
+        "custom_params": '{"CC": 1}',  # the workflow's parameters
+    }
+
+    response = signed_in.post("/runs/new", data)
+
+    html = response.content.decode()
+    assert response.status_code == 400
+    assert field_errors(html, "label") == ["This field is required."]  # once, not again by the contract
+    assert "Unknown predicate &#x27;Between&#x27;" in field_errors(html, "filters")[0]
+    assert "must lie inside the date range" in field_errors(html, "holdout_start")[0]
+    assert field_errors(html, "custom_params") == ["`CC` is not a parameter of logistic_regression; did you mean `C`?"]
+    assert Run.objects.count() == 0
+
+
 def chart_specs(html: str) -> list[dict]:
     found = re.search(r'<script id="chart-specs" type="application/json">(.*?)</script>', html, re.S)
     return json.loads(found.group(1))

@@ -115,12 +115,14 @@ class LaunchForm(forms.Form):
             return default
 
     def build_request(self) -> dict:
+        """The request the fields make; a field that did not clean is left out (the contract then
+        judges the rest, so that every error shows at once)."""
         d = self.cleaned_data
         source: dict[str, Any] = {
-            "names": _split_names(d["names"]),
-            "source": d["source_kind"],
-            "format": d["source_format"],
-            "path": d["source_path"],
+            "names": _split_names(d.get("names") or ""),
+            "source": d.get("source_kind"),
+            "format": d.get("source_format"),
+            "path": d.get("source_path"),
         }
         if d.get("date_column"):
             source["date_column"] = d["date_column"].strip()
@@ -130,7 +132,7 @@ class LaunchForm(forms.Form):
         }
         if d.get("date_start") or d.get("date_end"):
             data["date_range"] = {"start": _iso(d.get("date_start")), "end": _iso(d.get("date_end"))}
-        if d["sampling_function"] == v.DATE_RANGE:
+        if d.get("sampling_function") == v.DATE_RANGE:
             data["holdout_sampling"] = {
                 "sampling_function": v.DATE_RANGE,
                 "date_range": {"start": _iso(d.get("holdout_start")), "end": _iso(d.get("holdout_end"))},
@@ -142,42 +144,47 @@ class LaunchForm(forms.Form):
                 "seed": d.get("seed") or 0,
             }
         return {
-            "project": d["project"],
+            "project": d.get("project"),
             "model_description": d.get("model_description", ""),
-            "compute_resource": d["compute_resource"],
+            "compute_resource": d.get("compute_resource"),
             "data": data,
             "train": {
-                "workflow_name": d["workflow_name"],
-                "label": d["label"].strip(),
-                "classifier_features": _split_names(d["classifier_features"]),
+                "workflow_name": d.get("workflow_name"),
+                "label": (d.get("label") or "").strip(),
+                "classifier_features": _split_names(d.get("classifier_features") or ""),
                 "custom_params": self._json("custom_params", {}),
             },
         }
 
     def clean(self) -> dict:
         cleaned = super().clean()
-        if self.errors:
-            return cleaned
+        unusable = set(self.errors)  # fields whose own check failed: the contract would only repeat it
         payload = self.build_request()
-        if self.errors:
-            return cleaned
         try:
             contract.validate(payload)
         except schema.InvalidRequest as exc:
             for path, messages in exc.errors.items():
                 field = field_for(path)
+                if field in unusable:
+                    continue
                 for message in messages:
-                    self.add_error(field, message if field else f"{path}: {message}")
+                    if field in self.fields:
+                        self.add_error(field, message)
+                    else:
+                        self.add_error(None, f"{path}: {message}")
             return cleaned
-        self.request_payload = payload
+        if not self.errors:
+            self.request_payload = payload
         return cleaned
 
 
 def field_for(path: str) -> str | None:
+    """The form field an error at a contract path belongs beside (a pattern without a field names
+    it in its first group: `train.custom_params.CC` → `custom_params`)."""
     for pattern, field in FIELD_FOR_PATH:
         match = re.match(pattern, path)
         if match:
-            return field or path.rsplit(".", 1)[-1]
+            return field or match.group(1)
     return None
 
 
