@@ -528,3 +528,45 @@ def test_compare_draws_each_tasks_charts_with_a_trace_per_run(task, titles):
     if task == "multiclass":
         assert specs[1]["data"][0]["type"] == "heatmap"
         assert specs[1]["data"][0]["x"] == ["high", "low", "mid"]
+
+
+def varied_requests(fraud_request: dict) -> dict[str, dict]:
+    """Requests that use every part of the contract the form has to carry."""
+    import copy
+
+    demo = copy.deepcopy(fraud_request)
+    stratified = copy.deepcopy(fraud_request)
+    stratified["user"] = "ada"
+    stratified["data"].pop("date_range")
+    stratified["data"]["holdout_sampling"] = {
+        "sampling_function": "RANDOM",
+        "fraction": 0.25,
+        "seed": 7,
+        "stratify": "country",
+    }
+    stratified["data"]["id_column"] = "charge_id"
+    stratified["train"].update(
+        positive_class=1, decision_threshold=0.3, custom_params={"max_iter": 20, "max_depth": None}
+    )
+    stratified["retry"] = {"on_oom": False}
+    by_label = copy.deepcopy(fraud_request)
+    by_label.pop("user")
+    by_label["data"].pop("filters")
+    by_label["data"]["holdout_sampling"] = {"sampling_function": "RANDOM", "stratify": True}
+    by_label["train"].pop("custom_params")
+    by_label["compute_resource"] = "highmem"
+    return {"demo": demo, "stratified": stratified, "by_label": by_label}
+
+
+@pytest.mark.parametrize("kind", ["demo", "stratified", "by_label"])
+def test_a_clone_launched_unchanged_is_the_request_it_was_cloned_from(alice, workflows, fraud_request, kind):
+    from training.forms import LaunchForm, initial_from_request
+
+    original = varied_requests(fraud_request)[kind]
+    initial = initial_from_request(original)
+    posted = {name: "" if value is None else str(value) for name, value in initial.items()}
+
+    form = LaunchForm(posted)
+
+    assert form.is_valid(), form.errors
+    assert form.request_payload == original

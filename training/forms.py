@@ -33,10 +33,11 @@ FIELD_FOR_PATH = [
     (r"^data\.filters", "filters"),
     (r"^data\.holdout_sampling\.date_range\.end", "holdout_end"),
     (r"^data\.holdout_sampling\.date_range", "holdout_start"),
-    (r"^data\.holdout_sampling\.(fraction|seed|sampling_function)", None),
+    (r"^data\.holdout_sampling\.(fraction|seed|sampling_function|stratify)", None),
     (r"^data\.holdout_sampling", "sampling_function"),
     (r"^train\.(workflow_name|label|classifier_features|custom_params)", None),
     (r"^(user|project|model_description|compute_resource)$", None),
+    (r"^(retry|data\.id_column|train\.positive_class|train\.decision_threshold)", "more"),
 ]
 
 
@@ -46,6 +47,7 @@ def _split_names(value: str) -> list[str]:
 
 class LaunchForm(forms.Form):
     project = forms.CharField(max_length=100, initial="fraud")
+    user = forms.CharField(required=False, max_length=150, help_text="Who the model is for; blank: you.")
     model_description = forms.CharField(required=False, max_length=2000)
     compute_resource = forms.ChoiceField()
     workflow_name = forms.ChoiceField(label="Workflow")
@@ -83,6 +85,11 @@ class LaunchForm(forms.Form):
     )
     fraction = forms.FloatField(required=False, initial=v.DEFAULT_HOLDOUT_FRACTION, label="Holdout fraction")
     seed = forms.IntegerField(required=False, initial=0)
+    stratify = forms.CharField(
+        required=False,
+        label="Stratify by",
+        help_text="Random holdout only. Blank: no; true: by the label; or a column name.",
+    )
 
     label = forms.CharField(max_length=255)
     classifier_features = forms.CharField(help_text="Comma-separated.", widget=forms.Textarea(attrs={"rows": 2}))
@@ -91,6 +98,13 @@ class LaunchForm(forms.Form):
         initial="{}",
         widget=forms.Textarea(attrs={"rows": 3}),
         help_text="JSON object passed to the workflow.",
+    )
+    more = forms.CharField(
+        required=False,
+        label="More of the request (JSON)",
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text='What the fields above do not show, merged into the request, e.g. {"retry": {"on_oom": false}, '
+        '"train": {"positive_class": "fraud", "decision_threshold": 0.3}, "data": {"id_column": "charge_id"}}.',
     )
 
     def __init__(self, *args: Any, **kwargs: Any):
@@ -115,8 +129,9 @@ class LaunchForm(forms.Form):
             return default
 
     def build_request(self) -> dict:
-        """The request the fields make; a field that did not clean is left out (the contract then
-        judges the rest, so that every error shows at once)."""
+        """The request the fields make, with `more` merged in; a key is sent only when its field has
+        a value, so that a clone launched unchanged is the request it was cloned from. A field that
+        did not clean is left out (the contract then judges the rest, so that every error shows)."""
         d = self.cleaned_data
         source: dict[str, Any] = {
             "names": _split_names(d.get("names") or ""),
@@ -126,35 +141,45 @@ class LaunchForm(forms.Form):
         }
         if d.get("date_column"):
             source["date_column"] = d["date_column"].strip()
-        data: dict[str, Any] = {
-            "features": [source, *self._json("extra_sources", [])],
-            "filters": self._json("filters", []),
-        }
+        data: dict[str, Any] = {"features": [source, *self._json("extra_sources", [])]}
         if d.get("date_start") or d.get("date_end"):
             data["date_range"] = {"start": _iso(d.get("date_start")), "end": _iso(d.get("date_end"))}
+        if (d.get("filters") or "").strip():
+            data["filters"] = self._json("filters", [])
         if d.get("sampling_function") == v.DATE_RANGE:
-            data["holdout_sampling"] = {
+            holdout: dict[str, Any] = {
                 "sampling_function": v.DATE_RANGE,
                 "date_range": {"start": _iso(d.get("holdout_start")), "end": _iso(d.get("holdout_end"))},
             }
         else:
-            data["holdout_sampling"] = {
-                "sampling_function": v.RANDOM,
-                "fraction": d.get("fraction") if d.get("fraction") is not None else v.DEFAULT_HOLDOUT_FRACTION,
-                "seed": d.get("seed") or 0,
-            }
-        return {
-            "project": d.get("project"),
-            "model_description": d.get("model_description", ""),
-            "compute_resource": d.get("compute_resource"),
-            "data": data,
-            "train": {
-                "workflow_name": d.get("workflow_name"),
-                "label": (d.get("label") or "").strip(),
-                "classifier_features": _split_names(d.get("classifier_features") or ""),
-                "custom_params": self._json("custom_params", {}),
-            },
+            holdout = {"sampling_function": v.RANDOM}
+            for key in ("fraction", "seed"):
+                if d.get(key) is not None:
+                    holdout[key] = d[key]
+            if stratify := (d.get("stratify") or "").strip():
+                holdout["stratify"] = {"true": True, "false": False}.get(stratify.lower(), stratify)
+        data["holdout_sampling"] = holdout
+        train: dict[str, Any] = {
+            "workflow_name": d.get("workflow_name"),
+            "label": (d.get("label") or "").strip(),
+            "classifier_features": _split_names(d.get("classifier_features") or ""),
         }
+        if (d.get("custom_params") or "").strip():
+            train["custom_params"] = self._json("custom_params", {})
+        request: dict[str, Any] = {"project": d.get("project")}
+        if d.get("user"):
+            request["user"] = d["user"]
+        request.update(
+            model_description=d.get("model_description", ""),
+            compute_resource=d.get("compute_resource"),
+            data=data,
+            train=train,
+        )
+        more = self._json("more", {})
+        if not isinstance(more, dict):
+            self.add_error("more", "Must be a JSON object (parts of the request).")
+            more = {}
+        return _merged(request, more)
 
     def clean(self) -> dict:
         cleaned = super().clean()
@@ -192,15 +217,71 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if value else None
 
 
+def _merged(base: dict, more: dict) -> dict:
+    """`base` with `more` laid over it: objects merge key by key, anything else replaces."""
+    out = dict(base)
+    for key, value in more.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+#: The parts of a request the form's fields show, by path; the rest goes to `more`.
+SHOWN = [
+    ("project",),
+    ("user",),
+    ("model_description",),
+    ("compute_resource",),
+    ("data", "features"),
+    ("data", "date_range"),
+    ("data", "filters"),
+    ("data", "holdout_sampling", "sampling_function"),
+    ("train", "workflow_name"),
+    ("train", "label"),
+    ("train", "classifier_features"),
+    ("train", "custom_params"),
+]
+#: What the fields of each holdout show.
+SHOWN_HOLDOUT = {v.DATE_RANGE: ("date_range",), v.RANDOM: ("fraction", "seed", "stratify")}
+
+
+def _rest(request: dict) -> dict:
+    """What of `request` no field shows (the form's `more`)."""
+    rest = json.loads(json.dumps(request))
+    holdout = (rest.get("data") or {}).get("holdout_sampling") or {}
+    shown = [
+        *SHOWN,
+        *(("data", "holdout_sampling", key) for key in SHOWN_HOLDOUT.get(holdout.get("sampling_function"), ())),
+    ]
+    for path in shown:
+        parent = rest
+        for key in path[:-1]:
+            parent = parent.get(key) if isinstance(parent, dict) else None
+        if isinstance(parent, dict):
+            parent.pop(path[-1], None)
+    return _pruned(rest)
+
+
+def _pruned(value: Any) -> Any:
+    """Objects left empty by `_rest` removed, all the way up."""
+    if not isinstance(value, dict):
+        return value
+    kept = {key: _pruned(item) for key, item in value.items()}
+    return {key: item for key, item in kept.items() if item != {} or value[key] == {}}
+
+
 def initial_from_request(request: dict) -> dict:
-    """The launch form's fields filled from a run's request, to clone it."""
+    """The launch form's fields filled from a run's request, to clone it: launched unchanged, the
+    form sends that very request."""
     data, train = request.get("data") or {}, request.get("train") or {}
     features = data.get("features") or [{}]
     first = features[0]
     holdout = data.get("holdout_sampling") or {}
     date_range, holdout_range = data.get("date_range") or {}, holdout.get("date_range") or {}
+    stratify = holdout.get("stratify")
+    rest = _rest(request)
     return {
         "project": request.get("project"),
+        "user": request.get("user") or "",
         "model_description": request.get("model_description", ""),
         "compute_resource": request.get("compute_resource"),
         "source_kind": first.get("source", "file"),
@@ -211,14 +292,16 @@ def initial_from_request(request: dict) -> dict:
         "extra_sources": json.dumps(features[1:], indent=2) if len(features) > 1 else "",
         "date_start": date_range.get("start"),
         "date_end": date_range.get("end"),
-        "filters": json.dumps(data.get("filters") or []),
+        "filters": json.dumps(data["filters"]) if "filters" in data else "",
         "sampling_function": holdout.get("sampling_function", v.RANDOM),
         "holdout_start": holdout_range.get("start"),
         "holdout_end": holdout_range.get("end"),
-        "fraction": holdout.get("fraction", v.DEFAULT_HOLDOUT_FRACTION),
-        "seed": holdout.get("seed", 0),
+        "fraction": holdout.get("fraction", "" if holdout else v.DEFAULT_HOLDOUT_FRACTION),
+        "seed": holdout.get("seed", "" if holdout else 0),
+        "stratify": "" if stratify is None else json.dumps(stratify) if isinstance(stratify, bool) else stratify,
         "workflow_name": train.get("workflow_name"),
         "label": train.get("label"),
         "classifier_features": ", ".join(train.get("classifier_features", [])),
-        "custom_params": json.dumps(train.get("custom_params") or {}, indent=2),
+        "custom_params": json.dumps(train["custom_params"], indent=2) if "custom_params" in train else "",
+        "more": json.dumps(rest, indent=2) if rest else "",
     }
