@@ -39,6 +39,12 @@ function followRun(root) {
     setBadge(badge, run.status);
     bar.value = run.progress;
     stage.textContent = run.stage ? `${run.stage} (${run.progress}%)` : "waiting to start";
+    const left = document.getElementById("time-left");
+    left.hidden = !run.time_left;
+    if (run.time_left) {
+      const n = run.time_left.runs;
+      left.textContent = `About ${run.time_left.seconds} s left (from ${n} earlier run${n === 1 ? "" : "s"} of this workflow on a similar number of rows).`;
+    }
     log.textContent = run.log || "No log yet.";
     message.textContent = run.status_message;
     message.hidden = !run.status_message;

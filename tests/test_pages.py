@@ -271,6 +271,19 @@ def test_the_trainers_stage_is_read_from_its_log():
     assert progress("stage=serialize done duration=0.1s") == ("serialize", 100)
 
 
+def test_the_progress_bar_moves_with_the_iterations_an_estimator_reports():
+    from training.logs import progress
+
+    training = "t stage=split done duration=0.1s\nt stage=train started\n"
+    assert progress(training) == ("train", 50)
+    assert progress(training + "[25/100] 1 tree, 31 leaves, max depth = 7, in 0.01s\n") == ("train", 54)
+    assert progress(training + "t train: up to 200 iterations\nIteration 150, loss = 0.31\n") == ("train", 62)
+    # A long run's tail may hold iteration lines only.
+    assert progress("[90/100] 1 tree, 31 leaves, max depth = 7, in 0.01s\n") == ("train", 65)
+    assert progress(training + "[100/100] 1 tree\nt stage=train done duration=9s\n") == ("train", 67)
+    assert progress(training + "[100/100] 1 tree\nt stage=evaluate started\n") == ("evaluate", 67)
+
+
 def test_active_rows_can_ask_for_their_statuses(signed_in, alice, fraud_request):
     first, second = (services.submit(alice, fraud_request)[0] for _ in range(2))
     services.cancel(second, actor="alice")
@@ -570,3 +583,39 @@ def test_a_clone_launched_unchanged_is_the_request_it_was_cloned_from(alice, wor
 
     assert form.is_valid(), form.errors
     assert form.request_payload == original
+
+
+def test_the_time_left_is_estimated_from_earlier_runs_of_the_workflow_on_similar_rows(
+    signed_in, alice, fraud_request, monkeypatch
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from training import states, views
+
+    def finished(rows: int, seconds: float, workflow: str = "gradient_boosting") -> None:
+        train = {**fraud_request["train"], "workflow_name": workflow, "custom_params": {}}
+        run = services.submit(alice, {**fraud_request, "train": train})[0]
+        launched(run)
+        split = {"load": 1.0, "filter": 1.0, "split": 1.0, "evaluate": 2.0}
+        states.mark_succeeded(
+            run, {"roc_auc": 0.8}, {"train_rows": rows, "stage_seconds": {**split, "train": seconds - 5}}
+        )
+
+    for rows, seconds in ((1000, 30), (1500, 40), (800, 50), (100_000, 999)):
+        finished(rows, seconds)
+    finished(1000, 500, workflow="random_forest")
+    run = services.submit(alice, fraud_request)[0]
+    launched(run, running=True)
+    Run.objects.filter(pk=run.pk).update(started_at=timezone.now() - timedelta(seconds=10))
+    log = "t stage=split done duration=0.1s train_rows=1200 holdout_rows=300\nt stage=train started\n"
+    monkeypatch.setattr(views, "run_log", lambda run, tail: log)
+
+    live = signed_in.get(f"/runs/{run.pk}/live").json()
+    page = signed_in.get(f"/runs/{run.pk}").content.decode()
+
+    assert live["time_left"] == {"seconds": 30, "runs": 3}  # the median of 30, 40 and 50, less the 10 run
+    assert "About 30 s left (from 3 earlier runs of this workflow on a similar number of rows)." in page
+    monkeypatch.setattr(views, "run_log", lambda run, tail: "t stage=load started\n")  # rows not known yet
+    assert signed_in.get(f"/runs/{run.pk}/live").json()["time_left"] is None

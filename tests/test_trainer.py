@@ -723,3 +723,19 @@ def test_holdout_scores_join_back_to_their_records_by_id_or_by_position(tmp_path
     records = source.iloc[by_position["row_id"]]
     assert (records["y"].to_numpy() == by_position["label"].to_numpy()).all()
     assert (records["charge_id"].to_numpy() == by_id["row_id"].to_numpy()).all()  # the same rows, the same order
+
+
+@pytest.mark.parametrize(
+    ("workflow", "line"), [("gradient_boosting", "[5/5] "), ("neural_network", "Iteration 5, loss")]
+)
+def test_iterative_estimators_report_each_iteration_in_the_log(tmp_path, small, capsys, workflow, line):
+    raw = random_split_spec(small, workflow)
+    raw["train"]["custom_params"] = {"max_iter": 5}
+
+    train.run(raw, FileStore(tmp_path / "out"))
+
+    log = capsys.readouterr().out
+    training = log.split("stage=train started")[1].split("stage=train done")[0]
+    assert line in training
+    if workflow == "neural_network":
+        assert "train: up to 5 iterations" in training

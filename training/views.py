@@ -26,7 +26,7 @@ from railyard_trainer.vocabulary import RunStatus, choices
 from training import access, artifacts, charts, compare, services
 from training.conf import railyard
 from training.forms import LaunchForm, initial_from_request
-from training.logs import progress, run_log
+from training.logs import progress, run_log, time_left
 from training.models import Project, Run, Workflow
 
 LOG_TAIL_LINES = 200
@@ -146,6 +146,7 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "log_tail": log_tail,
             "stage": stage,
             "progress": percent,
+            "time_left": time_left(run, log_tail, access.runs_for(request.user)) if run.state.is_active else None,
             "is_active": run.state.is_active,
             "jobs": list(run.jobs.all()),
             "earlier_artifacts": sorted(
@@ -169,6 +170,7 @@ def run_live(request: HttpRequest, pk: int) -> JsonResponse:
         "failure_reason": run.failure_reason,
         "stage": stage,
         "progress": percent,
+        "time_left": time_left(run, log_tail, access.runs_for(request.user)) if run.state.is_active else None,
         "log": log_tail,
     }
     if not run.state.is_active:

@@ -85,6 +85,8 @@ class _Tee:
         # The store's copy first: whoever has seen a line in the live log finds it in the copy too.
         self.log.add(text)
         self.stream.write(text)
+        if "\n" in text:  # a library's progress lines reach the live log as they happen
+            self.stream.flush()
         return len(text)
 
     def flush(self) -> None:

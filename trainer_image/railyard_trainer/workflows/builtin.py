@@ -153,6 +153,9 @@ class EstimatorWorkflow(Workflow):
 
     estimator_class: ClassVar[type]
     preprocessing: ClassVar[str] = "one_hot"
+    #: The estimator's `verbose` at which it prints a line per iteration ("[k/N] …", "Iteration k,
+    #: loss = …"), from which the run page's progress bar moves during training; None: it prints none.
+    progress_verbosity: ClassVar[int | None] = None
 
     @classmethod
     def declared_parameters(cls) -> dict[str, dict[str, Any]] | None:
@@ -171,6 +174,8 @@ class EstimatorWorkflow(Workflow):
                 ignored.append(key)
         if "random_state" in accepted and "random_state" not in params:
             params["random_state"] = self.seed
+        if self.progress_verbosity is not None and "verbose" not in params:
+            params["verbose"] = self.progress_verbosity
         if ignored:  # keys a subclass declared for its own code
             log(f"custom_params not used by {self.estimator_class.__name__}: {', '.join(ignored)}")
         return params
@@ -190,6 +195,9 @@ class EstimatorWorkflow(Workflow):
 
     def train(self, training_dataframe: pd.DataFrame, holdout_dataframe: pd.DataFrame) -> Pipeline:
         pipeline = self.build(training_dataframe)
+        planned = pipeline.named_steps["model"].get_params().get("max_iter")
+        if self.progress_verbosity is not None and planned:
+            log(f"train: up to {planned} iterations")
         pipeline.fit(training_dataframe[self.classifier_features], training_dataframe[self.label])
         return pipeline
 
@@ -207,6 +215,7 @@ class GradientBoostingWorkflow(EstimatorWorkflow):
     task = CLASSIFICATION
     description = "Histogram gradient boosting with native categorical and missing-value support."
     estimator_class = HistGradientBoostingClassifier
+    progress_verbosity = 2
     preprocessing = "ordinal"
     default_params: ClassVar[dict[str, Any]] = {"max_iter": 100, "learning_rate": 0.1}
 
@@ -225,6 +234,7 @@ class NeuralNetworkWorkflow(EstimatorWorkflow):
     task = CLASSIFICATION
     description = "A multi-layer perceptron with early stopping on scaled numbers and one-hot categories."
     estimator_class = MLPClassifier
+    progress_verbosity = 1
     default_params: ClassVar[dict[str, Any]] = {
         "hidden_layer_sizes": [64, 32],
         "early_stopping": True,
@@ -249,5 +259,6 @@ class GradientBoostingRegressorWorkflow(EstimatorWorkflow):
     task = REGRESSION
     description = "Histogram gradient boosting for a numeric label."
     estimator_class = HistGradientBoostingRegressor
+    progress_verbosity = 2
     preprocessing = "ordinal"
     default_params: ClassVar[dict[str, Any]] = {"max_iter": 100, "learning_rate": 0.1}
