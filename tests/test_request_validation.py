@@ -161,6 +161,11 @@ CASES = {
         "train.custom_params.learning_rate",
         "`learning_rate` must be a number > 0 (got 0).",
     ),
+    "version pinned on a file source": (
+        lambda r: source(r).update(version_id="3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY"),
+        "data.features[0].version_id",
+        "A version pins one S3 object: give an s3 source the object's key.",
+    ),
     "id column not among the names": (
         lambda r: r["data"].update(id_column="transaction_ref"),
         "data.id_column",

@@ -186,6 +186,58 @@ def test_only_the_needed_columns_of_a_csv_object_are_read(s3):
     assert frame.to_dict("list") == {"amount": [1.5, 9.0], "is_fraud": [0, 1]}
 
 
+def test_a_pinned_object_version_is_read_whatever_the_key_holds_now_and_what_was_read_is_recorded(s3):
+    s3.put_bucket_versioning(Bucket="features", VersioningConfiguration={"Status": "Enabled"})
+    versions = []
+    for amounts in ([1.0, 2.0], [7.0, 8.0, 9.0]):
+        buffer = io.BytesIO()
+        pd.DataFrame({"amount": amounts, "is_fraud": [0] * len(amounts)}).to_parquet(buffer)
+        versions.append(s3.put_object(Bucket="features", Key="v/charges.parquet", Body=buffer.getvalue()))
+    pinned = FeatureSource(
+        names=["amount", "is_fraud"],
+        source="s3",
+        format="parquet",
+        path="s3://features/v/charges.parquet",
+        version_id=versions[0]["VersionId"],
+    )
+    read: dict = {}
+
+    frame = read_source(pinned, "data.features[0]", read=read)
+
+    assert frame["amount"].tolist() == [1.0, 2.0]  # the first version, though the key now holds three rows
+    assert read["version_id"] == versions[0]["VersionId"]
+    assert read["etag"] == versions[0]["ETag"].strip('"')
+    latest: dict = {}
+    assert read_source(source("s3://features/v/charges.parquet"), "data.features[0]", read=latest)[
+        "amount"
+    ].tolist() == [
+        7.0,
+        8.0,
+        9.0,
+    ]
+    assert latest["version_id"] == versions[1]["VersionId"]
+
+
+def test_many_objects_are_recorded_as_one_digest_of_their_keys_and_etags(s3):
+    for part in range(3):
+        buffer = io.BytesIO()
+        pd.DataFrame({"amount": [float(part)], "is_fraud": [0]}).to_parquet(buffer)
+        s3.put_object(Bucket="features", Key=f"many/part-{part}.parquet", Body=buffer.getvalue())
+    read: dict = {}
+    read_source(source("s3://features/many/"), "data.features[0]", read=read)
+    s3.put_object(
+        Bucket="features",
+        Key="many/part-3.parquet",
+        Body=s3.get_object(Bucket="features", Key="many/part-0.parquet")["Body"].read(),
+    )
+    again: dict = {}
+    read_source(source("s3://features/many/"), "data.features[0]", read=again)
+
+    assert (read["objects"], again["objects"]) == (3, 4)
+    assert read["etag"] != again["etag"]
+    assert again["size"] > read["size"]
+
+
 def test_partitions_outside_the_date_range_are_not_read(s3, s3_server):
     for day in ("2026-01-01", "2026-01-02", "2026-01-03"):
         buffer = io.BytesIO()

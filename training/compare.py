@@ -1,4 +1,5 @@
-"""Comparing runs: overlaid curves, a metrics table with the best of each row, and a request diff."""
+"""Comparing runs: overlaid charts, a metrics table with the best of each row, and what differs in their
+requests and in the data they read."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import plotly.graph_objects as go
 
 from railyard_trainer.vocabulary import higher_is_better
 from training.charts import LAYOUT, confusion_matrix, to_spec
+from training.provenance import changes
 
 #: Plotly's default colours, assigned to runs in order.
 PALETTE = ["#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3"]
@@ -51,6 +53,19 @@ def request_diff(runs: list[Any]) -> list[dict]:
         {"path": path, "values": [f.get(path, "—") for f in flat]}
         for path in paths
         if len({f.get(path) for f in flat}) > 1
+    ]
+
+
+def data_diff(runs: list[Any]) -> list[dict] | None:
+    """What each later run read that differs from the first run's data, a row per run with its
+    lines (`provenance.changes`); None when a run recorded no sources (it has not trained yet)."""
+    read = [(run.data_summary or {}).get("sources") for run in runs]
+    if not all(read):
+        return None
+    return [
+        {"run": run, "changes": lines}
+        for run, sources in zip(runs[1:], read[1:], strict=True)
+        if (lines := changes(read[0], sources))
     ]
 
 

@@ -105,6 +105,7 @@ class Run(models.Model):
     # Where the current attempt writes: <store>/runs/<id>/attempt-<n>.
     artifact_uri = models.CharField(max_length=1024)
     retried_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries")
+    cloned_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="clones")
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -38,6 +38,12 @@ def run_request_schema() -> dict[str, Any]:
             },
             "date_column": {"type": "string"},
             "join_on": {"oneOf": [{"type": "string"}, NAMES]},
+            "version_id": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 1024,
+                "description": "s3 with an object's key only: read this version of the object (a pin).",
+            },
         },
         ["names", "source", "format", "path"],
     )

@@ -75,6 +75,7 @@ class RunSerializer(serializers.ModelSerializer):
             "failure_reason",
             "status_message",
             "retried_from",
+            "cloned_from",
         ]
 
     def get_url(self, run: Run) -> str:
@@ -90,6 +91,13 @@ class RunDetailSerializer(RunSerializer):
         source="latest_artifacts", many=True, read_only=True, help_text="The artifacts of the current attempt."
     )
     earlier_artifacts = serializers.SerializerMethodField(help_text="What earlier attempts wrote, newest first.")
+    data_compared_with = serializers.SerializerMethodField(
+        help_text='What the data read was compared with ("attempt 1", "run 12"): the earlier attempt, the run '
+        "retried or the run cloned; null when there was nothing to compare with."
+    )
+    data_changes = serializers.SerializerMethodField(
+        help_text="How the data read differs from it, a line per source; empty when the same rows were read."
+    )
 
     class Meta(RunSerializer.Meta):
         fields = [
@@ -101,8 +109,16 @@ class RunDetailSerializer(RunSerializer):
             "jobs",
             "artifacts",
             "earlier_artifacts",
+            "data_compared_with",
+            "data_changes",
             "updated_at",
         ]
+
+    def get_data_compared_with(self, run: Run) -> str | None:
+        return (run.data_summary or {}).get("data_compared_with")
+
+    def get_data_changes(self, run: Run) -> list[str]:
+        return (run.data_summary or {}).get("data_changes") or []
 
     @extend_schema_field(ArtifactSerializer(many=True))
     def get_earlier_artifacts(self, run: Run) -> list[dict]:

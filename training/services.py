@@ -53,7 +53,9 @@ def resolve_spec(clean: dict, run_id: int) -> dict:
     return spec
 
 
-def submit(owner: AbstractBaseUser, payload: object, idempotency_key: str | None = None) -> tuple[Run, bool]:
+def submit(
+    owner: AbstractBaseUser, payload: object, idempotency_key: str | None = None, cloned_from: Run | None = None
+) -> tuple[Run, bool]:
     """Validate a request and queue a run; returns (run, created).
 
     With an idempotency key (Stripe's rules): a repeat of the same request returns the run made the
@@ -61,7 +63,7 @@ def submit(owner: AbstractBaseUser, payload: object, idempotency_key: str | None
     reused with another request is `IdempotencyConflict`; a key older than its lifetime is free again.
     """
     if not idempotency_key:
-        return _create(owner, payload, contract.validate(payload)), True
+        return _create(owner, payload, contract.validate(payload), cloned_from=cloned_from), True
     check_json(payload)
     fingerprint = request_hash(payload)
     for _ in range(3):
@@ -76,7 +78,7 @@ def submit(owner: AbstractBaseUser, payload: object, idempotency_key: str | None
         clean = contract.validate(payload)
         try:
             with transaction.atomic():
-                run = _create(owner, payload, clean)
+                run = _create(owner, payload, clean, cloned_from=cloned_from)
                 IdempotencyKey.objects.create(owner=owner, key=idempotency_key, request_hash=fingerprint, run=run)
             return run, True
         except IntegrityError:
@@ -103,7 +105,13 @@ def forget_expired_idempotency_keys() -> int:
     return IdempotencyKey.objects.filter(created_at__lt=cutoff).delete()[0]
 
 
-def _create(owner: AbstractBaseUser, payload: object, clean: dict, retried_from: Run | None = None) -> Run:
+def _create(
+    owner: AbstractBaseUser,
+    payload: object,
+    clean: dict,
+    retried_from: Run | None = None,
+    cloned_from: Run | None = None,
+) -> Run:
     from training import tasks
 
     with transaction.atomic():
@@ -118,6 +126,7 @@ def _create(owner: AbstractBaseUser, payload: object, clean: dict, retried_from:
             request=payload,
             executor=railyard.executor,
             retried_from=retried_from,
+            cloned_from=cloned_from,
             artifact_uri="",
         )
         run.spec = resolve_spec(clean, run.pk)

@@ -209,6 +209,7 @@ def compare_runs(request: HttpRequest) -> HttpResponse:
             "runs": runs,
             "metrics": compare.metrics_table(runs),
             "diff": compare.request_diff(runs),
+            "data_diff": compare.data_diff(runs),
             "chart_specs": compare.overlaid(runs, evaluations),
         },
     )
@@ -216,12 +217,13 @@ def compare_runs(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def launch(request: HttpRequest) -> HttpResponse:
-    initial = {}
+    initial, original = {}, None
     if (clone := _id(request.GET.get("clone", ""))) is not None:
-        initial = initial_from_request(get_object_or_404(access.runs_for(request.user), pk=clone).request)
+        original = get_object_or_404(access.runs_for(request.user), pk=clone)
+        initial = initial_from_request(original.request)
     form = LaunchForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
-        run, _ = services.submit(request.user, form.request_payload)
+        run, _ = services.submit(request.user, form.request_payload, cloned_from=original)
         messages.success(request, f"Run {run.pk} queued.")
         return redirect(run)
     catalogue = {

@@ -18,7 +18,7 @@ from django.utils import timezone
 from railyard_trainer import vocabulary as v
 from railyard_trainer.storage import ArtifactNotFound, StoreError, open_store, sha256_hex
 from railyard_trainer.vocabulary import JOB_ACTIVE, Cause, JobStatus, RunStatus
-from training import leases, metrics, states
+from training import leases, metrics, provenance, states
 from training.conf import railyard
 from training.executors import (
     Executor,
@@ -351,7 +351,8 @@ def finish_succeeded(job: Job, run: Run) -> bool:
             _save_artifact(run, entry)
         if log_artifact:
             _save_artifact(run, log_artifact)
-        return states.mark_succeeded(run, metrics=metrics, data_summary=summary)
+        summary, reason = provenance.compared(run, summary)
+        return states.mark_succeeded(run, metrics=metrics, data_summary=summary, reason=reason)
 
 
 def _keep_log(job: Job, run: Run) -> dict | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pandas as pd
 
@@ -10,11 +12,19 @@ from railyard_trainer.sources import read_source
 from railyard_trainer.spec import DateRange, Filter, TrainSpec
 
 
-def load(spec: TrainSpec) -> pd.DataFrame:
-    """Read and join the feature sources; the first source is the base, others join onto it."""
+def load(spec: TrainSpec, read: list[dict] | None = None) -> pd.DataFrame:
+    """Read and join the feature sources; the first source is the base, others join onto it.
+
+    `read` gets, per source, what was read: its path, size, modification time or S3 ETag and
+    version, and how many rows, with a fingerprint of them.
+    """
     frames = []
     for i, source in enumerate(spec.sources):
-        frame = read_source(source, f"data.features[{i}]", spec.date_range)
+        seen: dict = {"path": source.path}
+        frame = read_source(source, f"data.features[{i}]", spec.date_range, seen)
+        seen.update(rows=len(frame), fingerprint=fingerprint(frame))
+        if read is not None:
+            read.append(seen)
         if source.date_column:
             frame[source.date_column] = _as_datetime(frame[source.date_column], source.date_column)
         frames.append(frame)
@@ -130,3 +140,14 @@ def check_values(frame: pd.DataFrame, columns: list[str]) -> None:
                     f"column {name!r} holds text in {len(text)} of {len(frame)} rows (first: {text.iloc[0]!r}) "
                     "where its other rows hold numbers; fix them at the source or filter them out"
                 )
+
+
+def fingerprint(frame: pd.DataFrame) -> str:
+    """A sha256 over a frame's columns, types and values, to tell whether two runs used the same data."""
+    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    return hashlib.sha256(schema_fingerprint(frame).encode() + hashed.tobytes()).hexdigest()
+
+
+def schema_fingerprint(frame: pd.DataFrame) -> str:
+    schema = ",".join(f"{name}:{dtype}" for name, dtype in frame.dtypes.items())
+    return hashlib.sha256(schema.encode()).hexdigest()[:16]

@@ -41,7 +41,7 @@ TOP_LEVEL = {"user", "project", "model_description", "compute_resource", "data",
 #: What the service adds to a request to make the trainer's spec.
 SPEC_ONLY = {"run_id", "seed"}
 DATA_KEYS = {"features", "date_range", "filters", "holdout_sampling", "id_column"}
-SOURCE_KEYS = {"names", "source", "format", "path", "date_column", "join_on"}
+SOURCE_KEYS = {"names", "source", "format", "path", "date_column", "join_on", "version_id"}
 FILTER_KEYS = {"feature_name", "predicate", "feature_value"}
 HOLDOUT_KEYS = {"sampling_function", "date_range", "fraction", "seed", "stratify"}
 TRAIN_KEYS = {"workflow_name", "classifier_features", "label", "custom_params", "positive_class", "decision_threshold"}
@@ -303,6 +303,10 @@ def _check_sources(
             c.add(f"{path}.path", problem)
         if location and source.get("source") == S3 and not S3_PATH.match(location):
             c.add(f"{path}.path", "An s3 source's path is s3://bucket/key, or s3://bucket/prefix/ for many files.")
+        if "version_id" in source:
+            version = c.string(source.get("version_id"), f"{path}.version_id", 1024)
+            if version and (source.get("source") != S3 or not location or location.endswith("/")):
+                c.add(f"{path}.version_id", "A version pins one S3 object: give an s3 source the object's key.")
         date_column = source.get("date_column")
         if date_column is not None:
             if date_column not in names:

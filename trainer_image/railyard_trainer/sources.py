@@ -6,11 +6,12 @@ Readers are looked up by the request's `source`: `file` (a local path) and `s3` 
 
 from __future__ import annotations
 
+import hashlib
 import io
 from collections.abc import Callable, Sequence
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -54,13 +55,15 @@ FORMATS: dict[str, Callable[[Path | BinaryIO, list[str], str, str], pd.DataFrame
 EXTENSIONS = {"parquet": (".parquet", ".pq"), "csv": (".csv",)}
 
 
-def read_file(source: FeatureSource, where: str, date_range: DateRange | None) -> pd.DataFrame:
+def read_file(source: FeatureSource, where: str, date_range: DateRange | None, read: dict) -> pd.DataFrame:
     try:
         path = allowed_file(source.path, roots_from_env())
     except PathNotAllowed as exc:
         raise PathNotAllowed(f"{where}: {exc}") from None
     if not path.is_file():
         raise BadDataError(f"{where}: file {path} does not exist")
+    stat = path.stat()
+    read.update(size=stat.st_size, modified=datetime.fromtimestamp(stat.st_mtime, UTC).isoformat())
     return FORMATS[source.format](path, source.names, where, str(path))
 
 
@@ -83,17 +86,19 @@ def keep_partition(values: dict[str, str], date_column: str | None, date_range: 
     return date_range.start <= day < date_range.end
 
 
-def read_s3(source: FeatureSource, where: str, date_range: DateRange | None) -> pd.DataFrame:
+def read_s3(source: FeatureSource, where: str, date_range: DateRange | None, read: dict) -> pd.DataFrame:
     from botocore.exceptions import BotoCoreError, ClientError
 
     from railyard_trainer.storage import describe_s3_error, s3_client, split_s3_uri
 
     bucket, key = split_s3_uri(source.path)
     client = s3_client()
+    # A pinned version is read, whatever the key holds now.
+    version = {"VersionId": source.version_id} if source.version_id else {}
     try:
         if key and not key.endswith("/"):
             try:
-                client.head_object(Bucket=bucket, Key=key)
+                client.head_object(Bucket=bucket, Key=key, **version)
                 keys, prefix = [key], key.rsplit("/", 1)[0] + "/" if "/" in key else ""
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey"):
@@ -121,38 +126,63 @@ def read_s3(source: FeatureSource, where: str, date_range: DateRange | None) -> 
     chosen = [k for k in keys if keep_partition(partitions(k[len(prefix) :]), source.date_column, date_range)]
     if len(chosen) < len(keys):
         log(f"{source.path}: reading {len(chosen)} of {len(keys)} files (the rest are outside the date range)")
-    frames = []
+    frames, objects = [], []
     for object_key in chosen:
         uri = f"s3://{bucket}/{object_key}"
         values = partitions(object_key[len(prefix) :])
         from_file = [c for c in source.names if c not in values]
         try:
-            body = client.get_object(Bucket=bucket, Key=object_key)["Body"].read()
+            answer = client.get_object(Bucket=bucket, Key=object_key, **(version if object_key == key else {}))
+            body = answer["Body"].read()
         except (ClientError, BotoCoreError) as exc:
             raise BadDataError(f"{where}: {describe_s3_error(exc, uri)}") from exc
+        objects.append((object_key, answer.get("ETag", "").strip('"'), answer.get("VersionId"), len(body)))
         frame = FORMATS[source.format](io.BytesIO(body), from_file, where, uri)
         for name in source.names:
             if name in values:
                 frame[name] = values[name]
         frames.append(frame[source.names])
+    read.update(s3_objects(objects))
     if not frames:
         return pd.DataFrame({name: pd.Series(dtype=object) for name in source.names})
     return pd.concat(frames, ignore_index=True)
 
 
-READERS: dict[str, Callable[[FeatureSource, str, DateRange | None], pd.DataFrame]] = {
+def s3_objects(objects: list[tuple[str, str, str | None, int]]) -> dict[str, Any]:
+    """What was read of S3: the bytes, and the object's ETag and version id — or, for many objects,
+    how many and one digest of all their keys and ETags (any object changed, added or gone changes it)."""
+    if len(objects) == 1:
+        _, etag, version_id, size = objects[0]
+        return {
+            "size": size,
+            "etag": etag,
+            **({"version_id": version_id} if version_id and version_id != "null" else {}),
+        }
+    listing = "\n".join(f"{key} {etag}" for key, etag, _, _ in objects)
+    return {
+        "size": sum(size for *_, size in objects),
+        "objects": len(objects),
+        "etag": hashlib.sha256(listing.encode()).hexdigest(),
+    }
+
+
+READERS: dict[str, Callable[[FeatureSource, str, DateRange | None, dict], pd.DataFrame]] = {
     "file": read_file,
     "s3": read_s3,
 }
 
 
-def read_source(source: FeatureSource, where: str, date_range: DateRange | None = None) -> pd.DataFrame:
+def read_source(
+    source: FeatureSource, where: str, date_range: DateRange | None = None, read: dict | None = None
+) -> pd.DataFrame:
+    """The source's rows; `read` gets what was read — its size and its modification time (a file) or
+    ETag and version id (S3) — so that a later run can tell whether the data changed."""
     reader = READERS.get(source.source)
     if reader is None:
         raise BadDataError(f"{where}: unknown source {source.source!r}")
     if source.format not in FORMATS:
         raise BadDataError(f"{where}: unknown format {source.format!r}")
-    return reader(source, where, date_range)
+    return reader(source, where, date_range, {} if read is None else read)
 
 
 def _schema(data: Path | BinaryIO, fmt: str, label: str) -> list[tuple[str, str]]:

@@ -32,6 +32,8 @@ class FeatureSource:
     path: str
     date_column: str | None = None
     join_on: list[str] = field(default_factory=list)
+    #: An S3 object's version to read (a pin), whatever the key holds now.
+    version_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,7 @@ class TrainSpec:
                     path=s["path"],
                     date_column=s.get("date_column"),
                     join_on=_as_list(s.get("join_on")),
+                    version_id=s.get("version_id"),
                 )
                 for s in data["features"]
             ],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import platform
@@ -43,7 +42,8 @@ def run(raw_spec: dict, store: ArtifactStore) -> dict[str, Any]:
     timings: dict[str, float] = {}  # the trainer's own seconds per stage, whatever the scheduler did
 
     with stage("load", timings=timings) as details:
-        frame = data.load(spec)
+        sources_read: list[dict] = []
+        frame = data.load(spec, sources_read)
         frame[POSITION] = np.arange(len(frame))
         missing = [c for c in [*needed, *filter(None, [spec.id_column])] if c not in frame.columns]
         if missing:
@@ -91,6 +91,7 @@ def run(raw_spec: dict, store: ArtifactStore) -> dict[str, Any]:
         scores.insert(0, v.ROW_ID, held[spec.id_column or POSITION].to_numpy())
         summary = data_summary(spec, loaded_rows, frame.drop(columns=POSITION), training, held, task, positive)
         summary["stage_seconds"] = timings
+        summary["sources"] = sources_read
         metadata = {
             "run_id": spec.run_id,
             "workflow": spec.workflow_name,
@@ -100,7 +101,7 @@ def run(raw_spec: dict, store: ArtifactStore) -> dict[str, Any]:
             "classes": [plain(c) for c in getattr(estimator, "classes_", [])],
             "custom_params": spec.custom_params,
             "seed": spec.seed,
-            "data_fingerprint": fingerprint(frame[needed]),
+            "data_fingerprint": data.fingerprint(frame[needed]),
             "data_summary": summary,
             "libraries": library_versions(),
         }
@@ -137,7 +138,7 @@ def data_summary(
         "filtered_rows": len(frame),
         "train_rows": len(training),
         "holdout_rows": len(held),
-        "schema_fingerprint": schema_fingerprint(frame),
+        "schema_fingerprint": data.schema_fingerprint(frame),
     }
     if spec.date_column:
         for name, part in (("train", training), ("holdout", held)):
@@ -154,17 +155,6 @@ def data_summary(
     else:
         summary["label_mean"] = {"train": float(training[spec.label].mean()), "holdout": float(held[spec.label].mean())}
     return summary
-
-
-def fingerprint(frame: pd.DataFrame) -> str:
-    """A sha256 over the rows and columns the model saw, to tell whether two runs used the same data."""
-    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
-    return hashlib.sha256(schema_fingerprint(frame).encode() + hashed.tobytes()).hexdigest()
-
-
-def schema_fingerprint(frame: pd.DataFrame) -> str:
-    schema = ",".join(f"{name}:{dtype}" for name, dtype in frame.dtypes.items())
-    return hashlib.sha256(schema.encode()).hexdigest()[:16]
 
 
 def library_versions() -> dict[str, str]:
