@@ -652,10 +652,29 @@ def test_a_classifier_without_probabilities_still_gets_the_metrics_that_need_non
     ]
 
 
+#: scikit-learn, pandas and joblib, and what they import.
+SCORING_LIBRARIES = (
+    "sklearn",
+    "scikit_learn.libs",
+    "joblib",
+    "cloudpickle",
+    "threadpoolctl.py",
+    "scipy",
+    "scipy.libs",
+    "numpy",
+    "numpy.libs",
+    "pandas",
+    "dateutil",
+    "six.py",
+    "tzdata",
+    "narwhals",
+)
+
 SCORE_ELSEWHERE = """
 import importlib.util, json, sys
 import joblib, pandas as pd
-assert importlib.util.find_spec("railyard_trainer") is None, "Railyard's trainer is importable here"
+for absent in ("railyard_trainer", "django", "pyarrow"):
+    assert importlib.util.find_spec(absent) is None, f"{absent} is importable here"
 model = joblib.load(sys.argv[1])
 rows = pd.DataFrame({"x": [0.5, -1.0, 2.0], "colour": ["red", None, "purple"]})
 print(json.dumps(model.predict_proba(rows)[:, 1].round(9).tolist()))
@@ -671,10 +690,15 @@ def test_a_model_loads_and_scores_in_a_fresh_virtualenv_without_railyard(tmp_pat
     assert code == 0, (tmp_path / "log.txt").read_text()
     fresh = tmp_path / "fresh"
     venv.create(fresh, with_pip=False)
-    # The pinned scikit-learn, pandas and joblib, without Railyard's trainer: a path in a .pth file
-    # is not itself a site folder, so the editable install of the trainer found there stays inert.
+    # Only scikit-learn, pandas and joblib (the pinned ones, with what they import), not Railyard.
+    installed = Path(sklearn.__file__).parent.parent
+    only = tmp_path / "only"
+    only.mkdir()
+    for name in SCORING_LIBRARIES:
+        if (installed / name).exists():
+            (only / name).symlink_to(installed / name)
     site_packages = next((fresh / "lib").glob("python3*/site-packages"))
-    (site_packages / "libraries.pth").write_text(f"{Path(sklearn.__file__).parent.parent}\n")
+    (site_packages / "libraries.pth").write_text(f"{only}\n")
 
     result = subprocess.run(
         [str(fresh / "bin" / "python"), "-c", SCORE_ELSEWHERE, str(out / "model.joblib")],
