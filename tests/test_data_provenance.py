@@ -72,6 +72,7 @@ def test_a_retry_after_the_data_changed_says_how_in_an_event_the_api_and_the_pag
     client.force_login(alice)
     page = client.get(f"/runs/{retry.pk}").content.decode()
     assert f"The data differs from run {original.pk}'s:</strong>" in page
+    assert f"<tr><td><code>{path}</code></td><td>{len(charges) - 500}</td>" in page  # what it read
     compared = client.get(f"/compare?runs={original.pk}&runs={retry.pk}").content.decode()
     assert 'id="data-diff"' in compared
     assert f"rows {len(charges)} → {len(charges) - 500}" in compared

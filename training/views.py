@@ -110,9 +110,15 @@ def _results(run: Run) -> tuple[dict, list[dict]]:
     """What a run shows once it has ended: the results' template context and the chart specs."""
     evaluation = artifacts.read_json(run, v.EVALUATION) if run.status == RunStatus.SUCCEEDED else None
     specs = charts.specs(evaluation)
+    summary = dict(run.data_summary or {})
+    # Shown in their own places: the sources read as a table, changes in the banner, seconds as training time.
+    sources = summary.pop("sources", [])
+    for shown_elsewhere in ("data_changes", "data_compared_with", "stage_seconds"):
+        summary.pop(shown_elsewhere, None)
     context = {
         "metrics": sorted(run.metrics.items()),
-        "summary": run.data_summary,
+        "summary": summary,
+        "sources": sources,
         "artifacts": run.latest_artifacts,
         "has_charts": bool(specs),
     }
