@@ -568,10 +568,12 @@ def varied_requests(fraud_request: dict) -> dict[str, dict]:
     by_label["data"]["holdout_sampling"] = {"sampling_function": "RANDOM", "stratify": True}
     by_label["train"].pop("custom_params")
     by_label["compute_resource"] = "highmem"
-    return {"demo": demo, "stratified": stratified, "by_label": by_label}
+    pinned = copy.deepcopy(fraud_request)
+    pinned["data"]["features"][0].update(source="s3", path="s3://features/charges.parquet", version_id="v-42")
+    return {"demo": demo, "stratified": stratified, "by_label": by_label, "pinned": pinned}
 
 
-@pytest.mark.parametrize("kind", ["demo", "stratified", "by_label"])
+@pytest.mark.parametrize("kind", ["demo", "stratified", "by_label", "pinned"])
 def test_a_clone_launched_unchanged_is_the_request_it_was_cloned_from(alice, workflows, fraud_request, kind):
     from training.forms import LaunchForm, initial_from_request
 

@@ -27,6 +27,7 @@ FIELD_FOR_PATH = [
     (r"^data\.features\[0\]\.(path|source)", "source_path"),
     (r"^data\.features\[0\]\.format", "source_format"),
     (r"^data\.features\[0\]\.date_column", "date_column"),
+    (r"^data\.features\[0\]\.version_id", "source_version_id"),
     (r"^data\.features(\[[1-9]\d*\])?", "extra_sources"),
     (r"^data\.date_range\.end", "date_end"),
     (r"^data\.date_range", "date_start"),
@@ -58,6 +59,9 @@ class LaunchForm(forms.Form):
         help_text="A file: absolute, or relative to the data directory. S3: s3://bucket/key or s3://bucket/prefix/.",
     )
     source_format = forms.ChoiceField(label="Format", choices=FORMATS)
+    source_version_id = forms.CharField(
+        required=False, max_length=1024, label="S3 version", help_text="Optional: pin this version of the S3 object."
+    )
     names = forms.CharField(
         label="Columns to load", help_text="Comma-separated.", widget=forms.Textarea(attrs={"rows": 2})
     )
@@ -141,6 +145,8 @@ class LaunchForm(forms.Form):
         }
         if d.get("date_column"):
             source["date_column"] = d["date_column"].strip()
+        if d.get("source_version_id"):
+            source["version_id"] = d["source_version_id"].strip()
         data: dict[str, Any] = {"features": [source, *self._json("extra_sources", [])]}
         if d.get("date_start") or d.get("date_end"):
             data["date_range"] = {"start": _iso(d.get("date_start")), "end": _iso(d.get("date_end"))}
@@ -287,6 +293,7 @@ def initial_from_request(request: dict) -> dict:
         "source_kind": first.get("source", "file"),
         "source_path": first.get("path"),
         "source_format": first.get("format"),
+        "source_version_id": first.get("version_id", ""),
         "names": ", ".join(first.get("names", [])),
         "date_column": first.get("date_column", ""),
         "extra_sources": json.dumps(features[1:], indent=2) if len(features) > 1 else "",
