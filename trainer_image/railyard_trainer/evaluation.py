@@ -265,18 +265,10 @@ def evaluate_regression(estimator: Any, X: pd.DataFrame, y: pd.Series, seed: int
 EVALUATORS = {BINARY: evaluate_binary, MULTICLASS: evaluate_multiclass, REGRESSION: evaluate_regression}
 
 
-def evaluate(
-    task: str,
-    estimator: Any,
-    X: pd.DataFrame,
-    y: pd.Series,
-    seed: int,
-    positive: Any = None,
-    threshold: float = DEFAULT_DECISION_THRESHOLD,
-) -> Evaluation:
-    """The holdout's metrics and chart data; `positive` and `threshold` concern a binary task only."""
+def evaluate(task: str, estimator: Any, X: pd.DataFrame, y: pd.Series, seed: int, **binary: Any) -> Evaluation:
+    """The holdout's metrics and chart data; `binary` (`positive`, `threshold`) concerns a binary task only."""
     if task == BINARY:
-        return evaluate_binary(estimator, X, y, seed, positive, threshold)
+        return evaluate_binary(estimator, X, y, seed, **binary)
     return EVALUATORS[task](estimator, X, y, seed)
 
 
