@@ -12,6 +12,8 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from django.contrib.auth.models import User
 from django.core.cache import cache
@@ -191,3 +193,22 @@ CHROMIUM_ARGS = [
 def browser_type_launch_args(browser_type_launch_args):
     """Debian's Chromium: Playwright's own browser download does not work here."""
     return {**browser_type_launch_args, "executable_path": "/usr/bin/chromium", "args": CHROMIUM_ARGS}
+
+
+@pytest.fixture
+def small(tmp_path) -> Path:
+    """One row a day from 2025-12-25 to 2026-03-10, so rows fall both sides of every boundary."""
+    rng = np.random.default_rng(0)
+    days = pd.date_range("2025-12-25", "2026-03-10", freq="D")
+    x = rng.normal(size=len(days))
+    frame = pd.DataFrame(
+        {
+            "day": days,
+            "x": x,
+            "colour": rng.choice(["red", "green", None], size=len(days)),
+            "y": (x + rng.normal(scale=0.5, size=len(days)) > 0).astype(int),
+        }
+    )
+    path = tmp_path / "small.parquet"
+    frame.to_parquet(path)
+    return path

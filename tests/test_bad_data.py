@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from railyard_trainer.errors import EXIT_BAD_DATA
-from tests.test_trainer import run_trainer, spec_dict
+from tests.trainer_runs import run_trainer, spec_dict
 
 
 def frame_with(tmp_path: Path, name: str, values: list, fmt: str = "parquet") -> Path:
