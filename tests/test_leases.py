@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
+import pytest
 from django.utils import timezone
 
 from training import leases
-from training.models import Lease
+from training.models import Job, Lease
 
 
 def test_a_lease_has_one_holder_until_released(db):
@@ -37,3 +39,30 @@ def test_an_expired_lease_passes_to_the_next_worker_and_its_old_holder_stops(db)
 def test_leases_of_different_names_are_independent(db):
     assert leases.acquire("dispatch:local", "a")
     assert leases.acquire("dispatch:kubernetes", "b")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_dispatcher_keeps_its_claims_however_long_a_launch_takes(alice, catalogue, fraud_request, settings):
+    """A launch slowed by a failing API (retries, timeouts) must not outlive its claim: another
+    dispatcher would take the job over and launch it again."""
+    from django.db import connection
+
+    from training import services
+    from training.management.commands.sync_workflows import sync
+
+    if connection.vendor != "postgresql":
+        pytest.skip("several dispatchers, and the keeper thread, run on PostgreSQL")
+    settings.RAILYARD = {**settings.RAILYARD, "LEASE_SECONDS": 2}
+    sync(catalogue)
+    run, _ = services.submit(alice, fraud_request)
+    claimed = leases.claim_queued("local", "slow-dispatcher", 10)
+    assert [r.pk for _, r in claimed] == [run.pk]
+
+    with leases.kept("slow-dispatcher"):
+        time.sleep(5)  # two and a half lease periods of a launch that does not answer
+        assert leases.claim_queued("local", "other-dispatcher", 10) == []  # still held
+        job = Job.objects.get()
+        assert job.lease_holder == "slow-dispatcher"
+        assert job.lease_expires_at > timezone.now()
+    time.sleep(2.5)  # the dispatcher is gone: its claim expires and passes on
+    assert [r.pk for _, r in leases.claim_queued("local", "other-dispatcher", 10)] == [run.pk]

@@ -8,20 +8,22 @@
   `SELECT … FOR UPDATE SKIP LOCKED` on PostgreSQL, so several replicas share the jobs without
   waiting on each other; SQLite has no row locks, so it runs one worker.
 
-A holder renews what it holds as it goes; a holder that dies simply lets it expire
-(`RAILYARD_LEASE_SECONDS`).
+A holder renews what it holds as it goes (a dispatcher from a keeper thread, `kept`, so that a
+launch slowed by a failing API never outlives its claim); a holder that dies simply lets it
+expire (`RAILYARD_LEASE_SECONDS`).
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
@@ -177,3 +179,39 @@ def claim_in_flight(executor: str, holder: str, most: int) -> list[Job]:
 def release_jobs(holder: str) -> int:
     """Hand every job this holder has over at once (a worker stopping cleanly)."""
     return Job.objects.filter(lease_holder=holder, status__in=JOB_ACTIVE).update(lease_holder="", lease_expires_at=None)
+
+
+@contextmanager
+def kept(holder: str) -> Iterator[None]:
+    """While the block runs, renew the leases of the pending jobs `holder` holds every third of a
+    lease period, from a thread of its own: the jobs a dispatcher has claimed, or started and not yet
+    recorded, stay its own however slowly the executor answers, and expire if the process dies.
+
+    Rows another transaction has locked are skipped rather than waited for. SQLite runs one worker
+    and has no row locks: there the block runs as it is.
+    """
+    if connection.vendor == "sqlite":
+        yield
+        return
+    stop = threading.Event()
+
+    def renew() -> None:
+        try:
+            while not stop.wait(railyard.lease_ttl.total_seconds() / 3):
+                mine = Job.objects.filter(lease_holder=holder, status=JobStatus.PENDING).select_for_update(
+                    skip_locked=True
+                )
+                with transaction.atomic():
+                    Job.objects.filter(pk__in=list(mine.values_list("pk", flat=True))).update(
+                        lease_expires_at=timezone.now() + railyard.lease_ttl
+                    )
+        finally:
+            connection.close()  # this thread's own connection
+
+    keeper = threading.Thread(target=renew, name=f"lease-keeper {holder}", daemon=True)
+    keeper.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        keeper.join()

@@ -76,6 +76,11 @@ def dispatch(executor_name: str | None = None, most: int | None = None) -> int:
 
 def _dispatch(executor: Executor, room: int | None, lease: leases.Renewal | None = None) -> int:
     holder = leases.new_holder()
+    with leases.kept(holder):  # a batch started but not yet recorded stays this dispatcher's
+        return _dispatch_held(executor, room, holder, lease)
+
+
+def _dispatch_held(executor: Executor, room: int | None, holder: str, lease: leases.Renewal | None) -> int:
     launched = 0
     try:
         while room is None or room > 0:
