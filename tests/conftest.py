@@ -212,3 +212,9 @@ def small(tmp_path) -> Path:
     path = tmp_path / "small.parquet"
     frame.to_parquet(path)
     return path
+
+
+@pytest.fixture
+def signed_in(client, alice):
+    client.force_login(alice)
+    return client
