@@ -1,4 +1,4 @@
-"""Who may see what: the one seam every query of runs, jobs, artifacts and logs goes through.
+"""Who may see what: the one seam every query of runs, jobs, artifacts, logs and models goes through.
 
 The API, the pages, artifact downloads, the comparison and the admin ask here; nothing else
 decides visibility. Today every signed-in user sees everything (the staff-only admin included);
@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import QuerySet
 
-from training.models import Artifact, Job, JobQuerySet, Run, RunQuerySet
+from training.models import Artifact, Job, JobQuerySet, Model, Run, RunQuerySet
 
 
 def runs_for(user: AbstractBaseUser | AnonymousUser) -> RunQuerySet:
@@ -28,3 +28,10 @@ def jobs_for(user: AbstractBaseUser | AnonymousUser) -> JobQuerySet:
 def artifacts_for(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Artifact]:
     """The artifacts `user` may download: those of runs they may see."""
     return Artifact.objects.filter(run__in=runs_for(user))
+
+
+def models_for(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Model]:
+    """The models `user` may see and retrain (their schedules go with them)."""
+    if not user.is_authenticated:
+        return Model.objects.none()
+    return Model.objects.all()

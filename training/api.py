@@ -41,7 +41,7 @@ MAX_PAGE = 10**9
 MAX_CURSOR = 2**63 - 1
 #: What the run list leaves out of its query: the JSON a list never shows (a run's request and spec
 #: are kilobytes each), so that paging reads narrow rows.
-LIST_DEFERRED = ("request", "spec", "metrics", "data_summary")
+LIST_DEFERRED = ("request", "spec", "template", "metrics", "data_summary", "model__request", "model__promotion")
 
 EXAMPLE_REQUEST = {
     "user": "ada",

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from training import api
+from training.retraining import api as retraining
 
 urlpatterns = [
     path("runs", api.RunList.as_view(), name="api-runs"),
@@ -11,4 +12,16 @@ urlpatterns = [
     path("runs/<int:pk>/artifacts/<str:name>", api.RunArtifact.as_view(), name="api-run-artifact"),
     path("workflows", api.WorkflowList.as_view(), name="api-workflows"),
     path("compute-resources", api.compute_resources, name="api-compute-resources"),
+    path("models", retraining.ModelList.as_view(), name="api-models"),
+    path("models/<slug:name>", retraining.ModelDetail.as_view(), name="api-model-detail"),
+    path("models/<slug:name>/runs", retraining.ModelRuns.as_view(), name="api-model-runs"),
+    path("models/<slug:name>/schedules", retraining.ModelSchedules.as_view(), name="api-model-schedules"),
+    path("models/<slug:name>/promote", retraining.PromoteRun.as_view(), name="api-model-promote"),
+    path("models/<slug:name>/rollback", retraining.RollbackModel.as_view(), name="api-model-rollback"),
+    path("schedules/<int:pk>", retraining.ScheduleDetail.as_view(), name="api-schedule-detail"),
+    path("schedules/<int:pk>/fires", retraining.ScheduleFires.as_view(), name="api-schedule-fires"),
+    path("schedules/<int:pk>/pause", retraining.PauseSchedule.as_view(), name="api-schedule-pause"),
+    path("schedules/<int:pk>/resume", retraining.ResumeSchedule.as_view(), name="api-schedule-resume"),
+    path("schedules/<int:pk>/fire", retraining.FireSchedule.as_view(), name="api-schedule-fire"),
+    path("schedules/<int:pk>/backfill", retraining.BackfillSchedule.as_view(), name="api-schedule-backfill"),
 ]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -48,11 +51,22 @@ class JobSerializer(serializers.ModelSerializer):
         ]
 
 
+def local_time(moment: datetime | None, tz: str) -> str | None:
+    """An instant as ISO 8601 in the given timezone (its offset shows which side of a DST change)."""
+    if moment is None:
+        return None
+    return moment.astimezone(ZoneInfo(tz or "UTC")).isoformat()
+
+
 class RunSerializer(serializers.ModelSerializer):
     project = serializers.CharField(source="project.name")
     workflow_name = serializers.CharField(source="workflow.name")
     owner = serializers.CharField(source="owner.username")
     url = serializers.SerializerMethodField()
+    model = serializers.CharField(source="model.name", allow_null=True, help_text="The model it retrains, if any.")
+    scheduled_time = serializers.SerializerMethodField(
+        help_text="A retrain's clock, in its timezone: the fire time its relative dates resolved from."
+    )
 
     class Meta:
         model = Run
@@ -76,7 +90,14 @@ class RunSerializer(serializers.ModelSerializer):
             "status_message",
             "retried_from",
             "cloned_from",
+            "model",
+            "scheduled_time",
+            "timezone",
         ]
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_scheduled_time(self, run: Run) -> str | None:
+        return local_time(run.scheduled_time, run.timezone)
 
     def get_url(self, run: Run) -> str:
         path = reverse("api-run-detail", args=[run.pk])
@@ -103,6 +124,7 @@ class RunDetailSerializer(RunSerializer):
         fields = [
             *RunSerializer.Meta.fields,
             "request",
+            "template",
             "metrics",
             "data_summary",
             "events",

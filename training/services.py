@@ -63,7 +63,7 @@ def submit(
     reused with another request is `IdempotencyConflict`; a key older than its lifetime is free again.
     """
     if not idempotency_key:
-        return _create(owner, payload, contract.validate(payload), cloned_from=cloned_from), True
+        return queue_run(owner, payload, contract.validate(payload), cloned_from=cloned_from), True
     check_json(payload)
     fingerprint = request_hash(payload)
     for _ in range(3):
@@ -78,7 +78,7 @@ def submit(
         clean = contract.validate(payload)
         try:
             with transaction.atomic():
-                run = _create(owner, payload, clean, cloned_from=cloned_from)
+                run = queue_run(owner, payload, clean, cloned_from=cloned_from)
                 IdempotencyKey.objects.create(owner=owner, key=idempotency_key, request_hash=fingerprint, run=run)
             return run, True
         except IntegrityError:
@@ -105,13 +105,18 @@ def forget_expired_idempotency_keys() -> int:
     return IdempotencyKey.objects.filter(created_at__lt=cutoff).delete()[0]
 
 
-def _create(
+def queue_run(
     owner: AbstractBaseUser,
     payload: object,
     clean: dict,
     retried_from: Run | None = None,
     cloned_from: Run | None = None,
+    reason: str = "submitted",
+    notify: bool = True,
+    **lineage: object,
 ) -> Run:
+    """Queue a run of a cleaned request. `lineage`: the model it retrains, its template and clock;
+    `notify=False` leaves dispatching to the worker's next pass (the scheduler fires many at once)."""
     from training import tasks
 
     with transaction.atomic():
@@ -128,20 +133,23 @@ def _create(
             retried_from=retried_from,
             cloned_from=cloned_from,
             artifact_uri="",
+            **lineage,
         )
         run.spec = resolve_spec(clean, run.pk)
         run.artifact_uri = railyard.run_artifact_uri(run.pk, run.attempt)
         run.save(update_fields=["spec", "artifact_uri"])
-        reason = f"retry of run {retried_from.pk}" if retried_from else "submitted"
+        reason = f"retry of run {retried_from.pk}" if retried_from else reason
         RunEvent.objects.create(run=run, new_status=RunStatus.QUEUED, reason=reason, actor=owner.get_username())
-        transaction.on_commit(tasks.enqueue_dispatch)
+        if notify:
+            transaction.on_commit(tasks.enqueue_dispatch)
     return run
 
 
 def retry(run: Run, owner: AbstractBaseUser) -> Run:
     """A new run from the same request, linked to the first (the request is validated again)."""
     clean = contract.validate(run.request)
-    return _create(owner, run.request, clean, retried_from=run)
+    lineage = {field: getattr(run, field) for field in ("model", "template", "scheduled_time", "timezone")}
+    return queue_run(owner, run.request, clean, retried_from=run, **lineage)
 
 
 def cancel(run: Run, actor: str) -> bool:

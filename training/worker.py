@@ -32,6 +32,7 @@ from training.executors import (
 )
 from training.executors.base import trainer_environment
 from training.models import Artifact, Job, Run
+from training.retraining import champions
 
 log = logging.getLogger(__name__)
 
@@ -357,7 +358,10 @@ def finish_succeeded(job: Job, run: Run) -> bool:
         if log_artifact:
             _save_artifact(run, log_artifact)
         summary, reason = provenance.compared(run, summary)
-        return states.mark_succeeded(run, metrics=metrics, data_summary=summary, reason=reason)
+        succeeded = states.mark_succeeded(run, metrics=metrics, data_summary=summary, reason=reason)
+        if succeeded and run.model_id:
+            champions.challenger_succeeded(run)
+        return succeeded
 
 
 def _keep_log(job: Job, run: Run) -> dict | None:

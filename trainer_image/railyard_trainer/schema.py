@@ -208,7 +208,7 @@ def check(payload: Any, catalogue: Catalogue) -> dict:
 
     c.string(request.get("user"), "user", 150)
     project = request.get("project")
-    if project is not None and (not isinstance(project, str) or not _is_slug(project)):
+    if project is not None and (not isinstance(project, str) or not is_slug(project)):
         c.add("project", "Use letters, digits, '-' and '_' only (at most 100 characters).")
     if not isinstance(request.get("model_description", ""), str):
         c.add("model_description", "Must be a string.")
@@ -276,7 +276,7 @@ def _check_training(c: _Checker, request: dict, catalogue: Catalogue | None) -> 
     )
 
 
-def _is_slug(value: str) -> bool:
+def is_slug(value: str) -> bool:
     return 0 < len(value) <= 100 and all(ch.isalnum() or ch in "-_" for ch in value) and value.isascii()
 
 

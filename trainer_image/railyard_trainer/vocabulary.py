@@ -58,7 +58,7 @@ class Status(StrEnum):
 
     @property
     def label(self) -> str:
-        return self.value.capitalize()
+        return self.value.replace("_", " ").capitalize()
 
 
 class RunStatus(Status):
@@ -194,3 +194,60 @@ def for_browser() -> dict:
         "valueless_predicates": list(VALUELESS_PREDICATES),
         "metrics": {name: asdict(metric) for name, metric in METRICS.items()},
     }
+
+
+# Continuous retraining: schedules, their fires, and champion/challenger promotion.
+#: The comparison a challenger's trainer writes beside its evaluation (see `railyard_trainer.promotion`).
+COMPARISON = "comparison.json"
+
+
+class Concurrency(Status):
+    """What a schedule's fire does while the run of its previous fire is still active."""
+
+    FORBID = "forbid"  # skip this fire (recorded as a skipped fire)
+    REPLACE = "replace"  # cancel the active run, then start
+    ALLOW = "allow"  # start beside it
+
+
+class Catchup(Status):
+    """What a schedule fires for the times it missed while no scheduler ran."""
+
+    LATEST = "latest"  # one fire, for the most recent missed time
+    NONE = "none"  # nothing; the next time fires as usual
+
+
+class FireKind(Status):
+    SCHEDULED = "scheduled"
+    CATCHUP = "catchup"  # the most recent time missed while no scheduler ran
+    MANUAL = "manual"  # "run now"
+    BACKFILL = "backfill"
+
+
+class FireOutcome(Status):
+    PENDING = "pending"  # a backfill's fire, waiting for room under its parallelism
+    STARTED = "started"  # it made a run
+    SKIPPED = "skipped"  # the previous run was still active (concurrency: forbid)
+    FAILED = "failed"  # the model's request did not validate at that time; the reason says why
+
+
+class PromotionMode(StrEnum):
+    AUTO = "auto"  # promote when the interval's lower bound clears min_improvement and guardrails pass
+    APPROVAL = "approval"  # wait for a person to promote or reject
+    SHADOW = "shadow"  # record the comparison only
+
+
+class Decision(StrEnum):
+    """What a challenger's comparison concluded."""
+
+    PROMOTED = "promoted"
+    KEPT = "kept"
+    AWAITING_APPROVAL = "awaiting_approval"
+    SHADOW = "shadow"
+
+
+class Move(Status):
+    """A change of a model's champion (or a challenger turned down), as its history records it."""
+
+    PROMOTED = "promoted"
+    REJECTED = "rejected"
+    ROLLED_BACK = "rolled_back"

@@ -1,4 +1,5 @@
-"""The worker: a django-q2 cluster for launch and stop tasks, and the reconcile loop beside it."""
+"""The worker: a django-q2 cluster for launch and stop tasks, and the loop beside it that ticks the
+scheduler (fires due schedules) and reconciles jobs with the executor."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from prometheus_client import start_http_server
 
 from training import leases, metrics, services, worker
 from training.conf import railyard
+from training.retraining import scheduler
 
 log = logging.getLogger("training.worker")
 #: Orphaned jobs are rare; looking for them every pass would double the list calls.
@@ -48,6 +50,12 @@ class Command(BaseCommand):
         passes = 0
         while not stopping.is_set():
             close_old_connections()
+            try:
+                fired = scheduler.tick()
+                if any(fired.values()):
+                    log.info("scheduler: %s", fired)
+            except Exception:
+                log.exception("scheduler tick failed")
             try:
                 counts = worker.reconcile()
                 if any(counts.values()):
