@@ -9,11 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from rest_framework.test import APIClient
 
-from railyard_trainer import train
-from railyard_trainer.storage import open_store
-from tests.conftest import launched
-from tests.retraining import sliding
-from training import states, worker
+from tests.retraining import sliding, train_to_the_end
 from training.models import Model, Run
 
 pytestmark = pytest.mark.django_db
@@ -222,15 +218,45 @@ def test_promote_and_rollback_move_the_champion_and_each_move_is_in_the_history(
 
 
 def test_the_first_successful_retrain_becomes_champion(api, alice, model):
-    run = Run.objects.get(pk=api.post("/api/v1/models/fraud-daily/runs").json()["id"])
-    job = launched(run, running=True)
-    train.run(run.spec, open_store(run.artifact_uri))
-    assert worker.finish_succeeded(job, run)
-    assert states.end_job(job, states.JobStatus.SUCCEEDED)
+    run = train_to_the_end(Run.objects.get(pk=api.post("/api/v1/models/fraud-daily/runs").json()["id"]))
 
     detail = api.get("/api/v1/models/fraud-daily").json()
     assert detail["champion"] == run.pk
     first = detail["promotion_history"][0]
     assert (first["move"], first["actor"], first["previous_champion"]) == ("promoted", "railyard", None)
-    assert first["challenger_score"] == Run.objects.get(pk=run.pk).metrics["roc_auc"]
+    assert first["challenger_score"] == run.metrics["roc_auc"]
     assert detail["latest_run"]["score"] == first["challenger_score"]
+
+
+def test_approval_waits_for_a_person_who_promotes_or_rejects_with_the_same_row_scores(api, body):
+    api.post("/api/v1/models", {**body, "promotion": {"mode": "approval"}}, format="json")
+    api.post("/api/v1/models/fraud-daily/runs")
+    champion = succeeded("fraud-daily", 0.80)
+    api.post("/api/v1/models/fraud-daily/promote", {"run": champion.pk}, format="json")
+    waiting = []
+    for challenger_score in (0.83, 0.85):
+        run = succeeded("fraud-daily", challenger_score)
+        run.comparison = {
+            "champion_run": champion.pk,
+            "metric": "roc_auc",
+            "champion_score": 0.79,  # the champion on this challenger's holdout rows
+            "challenger_score": challenger_score,
+            "decision": "awaiting_approval",
+            "reason": "waiting for a person; by the numbers it would be promoted",
+        }
+        run.save()
+        waiting.append(run)
+    url = "/api/v1/models/fraud-daily"
+    assert api.get(url).json()["awaiting_approval"] == [waiting[1].pk, waiting[0].pk]
+
+    rejected = api.post(f"{url}/reject", {"run": waiting[0].pk, "reason": "holiday traffic"}, format="json").json()
+    assert (rejected["move"], rejected["champion_score"], rejected["challenger_score"]) == ("rejected", 0.79, 0.83)
+    assert api.get(url).json()["champion"] == champion.pk
+    assert api.post(f"{url}/reject", {"run": waiting[0].pk}, format="json").status_code == 409
+
+    promoted = api.post(f"{url}/promote", {"run": waiting[1].pk}, format="json").json()
+    assert (promoted["champion_score"], promoted["challenger_score"]) == (0.79, 0.85)
+    detail = api.get(url).json()
+    assert detail["champion"] == waiting[1].pk
+    assert detail["awaiting_approval"] == []
+    assert [h["move"] for h in detail["promotion_history"]] == ["promoted", "rejected", "promoted"]

@@ -17,6 +17,7 @@ urlpatterns = [
     path("models/<slug:name>/runs", retraining.ModelRuns.as_view(), name="api-model-runs"),
     path("models/<slug:name>/schedules", retraining.ModelSchedules.as_view(), name="api-model-schedules"),
     path("models/<slug:name>/promote", retraining.PromoteRun.as_view(), name="api-model-promote"),
+    path("models/<slug:name>/reject", retraining.RejectRun.as_view(), name="api-model-reject"),
     path("models/<slug:name>/rollback", retraining.RollbackModel.as_view(), name="api-model-rollback"),
     path("schedules/<int:pk>", retraining.ScheduleDetail.as_view(), name="api-schedule-detail"),
     path("schedules/<int:pk>/fires", retraining.ScheduleFires.as_view(), name="api-schedule-fires"),

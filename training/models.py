@@ -117,6 +117,8 @@ class Run(models.Model):
     template = models.JSONField(null=True, blank=True)
     scheduled_time = models.DateTimeField(null=True, blank=True)
     timezone = models.CharField(max_length=64, blank=True)
+    #: A retrain's comparison with its model's champion on its own holdout rows (the trainer's comparison.json).
+    comparison = models.JSONField(null=True, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -125,6 +125,7 @@ class RunDetailSerializer(RunSerializer):
             *RunSerializer.Meta.fields,
             "request",
             "template",
+            "comparison",
             "metrics",
             "data_summary",
             "events",

@@ -113,10 +113,12 @@ def queue_run(
     cloned_from: Run | None = None,
     reason: str = "submitted",
     notify: bool = True,
+    challenge: dict | None = None,
     **lineage: object,
 ) -> Run:
     """Queue a run of a cleaned request. `lineage`: the model it retrains, its template and clock;
-    `notify=False` leaves dispatching to the worker's next pass (the scheduler fires many at once)."""
+    `challenge`: the champion its trainer compares it with; `notify=False` leaves dispatching to the
+    worker's next pass (the scheduler fires many at once)."""
     from training import tasks
 
     with transaction.atomic():
@@ -136,6 +138,8 @@ def queue_run(
             **lineage,
         )
         run.spec = resolve_spec(clean, run.pk)
+        if challenge:
+            run.spec["challenge"] = challenge
         run.artifact_uri = railyard.run_artifact_uri(run.pk, run.attempt)
         run.save(update_fields=["spec", "artifact_uri"])
         reason = f"retry of run {retried_from.pk}" if retried_from else reason
@@ -149,7 +153,7 @@ def retry(run: Run, owner: AbstractBaseUser) -> Run:
     """A new run from the same request, linked to the first (the request is validated again)."""
     clean = contract.validate(run.request)
     lineage = {field: getattr(run, field) for field in ("model", "template", "scheduled_time", "timezone")}
-    return queue_run(owner, run.request, clean, retried_from=run, **lineage)
+    return queue_run(owner, run.request, clean, retried_from=run, challenge=run.spec.get("challenge"), **lineage)
 
 
 def cancel(run: Run, actor: str) -> bool:

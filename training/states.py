@@ -316,8 +316,10 @@ def job_refused(job: Job, message: str) -> bool:
 # -- a run's own moves ---------------------------------------------------------------------------
 
 
-def mark_succeeded(run: Run, metrics: dict, data_summary: dict, reason: str = "trainer finished") -> bool:
-    return transition(run, RunStatus.SUCCEEDED, metrics=metrics, data_summary=data_summary, reason=reason)
+def mark_succeeded(
+    run: Run, metrics: dict, data_summary: dict, reason: str = "trainer finished", **fields: Any
+) -> bool:
+    return transition(run, RunStatus.SUCCEEDED, metrics=metrics, data_summary=data_summary, reason=reason, **fields)
 
 
 def mark_failed(run: Run, reason: str, actor: str = WORKER, operator: bool = False) -> bool:

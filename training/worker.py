@@ -351,6 +351,8 @@ def finish_succeeded(job: Job, run: Run) -> bool:
             return _fail(job, run, f"artifact {entry['name']} does not match its recorded size and sha256")
     metrics = json.loads(store.get(v.METRICS_FILE))
     summary = json.loads(store.get(v.METADATA)).get("data_summary", {})
+    listed = {entry["name"] for entry in artifacts}
+    comparison = json.loads(store.get(v.COMPARISON)) if v.COMPARISON in listed else None
     log_artifact = _keep_log(job, run)
     with transaction.atomic():
         for entry in artifacts:
@@ -358,8 +360,10 @@ def finish_succeeded(job: Job, run: Run) -> bool:
         if log_artifact:
             _save_artifact(run, log_artifact)
         summary, reason = provenance.compared(run, summary)
-        succeeded = states.mark_succeeded(run, metrics=metrics, data_summary=summary, reason=reason)
+        extra = {"comparison": comparison} if comparison is not None else {}
+        succeeded = states.mark_succeeded(run, metrics=metrics, data_summary=summary, reason=reason, **extra)
         if succeeded and run.model_id:
+            run.comparison = comparison
             champions.challenger_succeeded(run)
         return succeeded
 

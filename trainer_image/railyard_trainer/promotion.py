@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from railyard_trainer.schema import InvalidRequest
-from railyard_trainer.vocabulary import PromotionMode
+from railyard_trainer.vocabulary import METRICS, Decision, PromotionMode
 
 POLICY_KEYS = {"mode", "min_improvement", "confidence", "guardrails"}
 GUARDRAIL_KEYS = {"brier_margin", "segment_column", "segment_margin", "min_segment_rows"}
@@ -31,6 +31,7 @@ DEFAULT_POLICY = {
     "confidence": 0.95,
     "guardrails": DEFAULT_GUARDRAILS,
 }
+CHALLENGE_KEYS = {"champion_run", "champion_uri", "metric", "policy"}
 #: Paired bootstrap resamples of the holdout rows (seeded by the run's seed).
 RESAMPLES = 2000
 
@@ -81,3 +82,68 @@ def check_policy(raw: Any, path: str = "promotion") -> dict:
     if errors:
         raise InvalidRequest(errors)
     return {**policy, "min_improvement": float(policy["min_improvement"]), "guardrails": guardrails}
+
+
+def check_challenge(raw: Any) -> dict | None:
+    """A spec's `challenge` (the champion a model's retrain is compared with), or None; InvalidRequest
+    when malformed."""
+    if raw is None:
+        return None
+    errors: dict[str, list[str]] = {}
+    if not isinstance(raw, dict) or set(raw) != CHALLENGE_KEYS:
+        raise InvalidRequest({"challenge": [f"Must be an object of {', '.join(sorted(CHALLENGE_KEYS))}."]})
+    if isinstance(raw["champion_run"], bool) or not isinstance(raw["champion_run"], int):
+        errors["challenge.champion_run"] = ["Must be a run id."]
+    if not isinstance(raw["champion_uri"], str) or not raw["champion_uri"]:
+        errors["challenge.champion_uri"] = ["Must be the champion's artifact folder."]
+    if raw["metric"] not in METRICS:
+        errors["challenge.metric"] = [f"Unknown metric {raw['metric']!r}."]
+    try:
+        policy = check_policy(raw["policy"], "challenge.policy")
+    except InvalidRequest as exc:
+        errors.update(exc.errors)
+    if errors:
+        raise InvalidRequest(errors)
+    return {**raw, "policy": policy}
+
+
+def decide(policy: dict, metric: str, interval: tuple[float, float], guardrails: list[dict]) -> tuple[str, str]:
+    """The decision on a challenger and its reason, from the interval of its difference from the
+    champion (positive: better) and the guardrails it was held to."""
+    low, high = interval
+    floor = policy["min_improvement"]
+    shown = f"the {policy['confidence']:.0%} interval of the difference in {metric}, [{low:+.4f}, {high:+.4f}],"
+    failed = [guard for guard in guardrails if not guard["passed"]]
+    if low <= floor:
+        wins = False
+        noise = " (it includes zero: the difference may be noise)" if low <= 0 <= high else ""
+        why = f"{shown} does not lie above min_improvement {floor}{noise}"
+    elif failed:
+        wins = False
+        why = f"{shown} lies above min_improvement {floor}, but a guardrail failed: " + "; ".join(
+            f"{guard['name']}: {guard['reason']}" for guard in failed
+        )
+    else:
+        wins = True
+        why = f"{shown} lies above min_improvement {floor} and every guardrail passed"
+    if policy["mode"] == PromotionMode.SHADOW:
+        return Decision.SHADOW.value, f"shadow mode records only; by the numbers it would be {_verdict(wins)}: {why}"
+    if policy["mode"] == PromotionMode.APPROVAL:
+        return (
+            Decision.AWAITING_APPROVAL.value,
+            f"waiting for a person; by the numbers it would be {_verdict(wins)}: {why}",
+        )
+    return (Decision.PROMOTED if wins else Decision.KEPT).value, why
+
+
+def _verdict(wins: bool) -> str:
+    return "promoted" if wins else "kept"
+
+
+def undecided(policy: dict, why: str) -> tuple[str, str]:
+    """The decision when no comparison could be made: a person decides under `approval`, nothing moves otherwise."""
+    if policy["mode"] == PromotionMode.APPROVAL:
+        return Decision.AWAITING_APPROVAL.value, f"waiting for a person; {why}"
+    if policy["mode"] == PromotionMode.SHADOW:
+        return Decision.SHADOW.value, f"shadow mode records only; {why}"
+    return Decision.KEPT.value, f"the champion stays: {why}"

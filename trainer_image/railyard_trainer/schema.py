@@ -39,7 +39,7 @@ MAX_DEPTH = 64
 
 TOP_LEVEL = {"user", "project", "model_description", "compute_resource", "data", "train", "retry"}
 #: What the service adds to a request to make the trainer's spec.
-SPEC_ONLY = {"run_id", "seed"}
+SPEC_ONLY = {"run_id", "seed", "challenge"}
 DATA_KEYS = {"features", "date_range", "filters", "holdout_sampling", "id_column"}
 SOURCE_KEYS = {"names", "source", "format", "path", "date_column", "join_on", "version_id"}
 FILTER_KEYS = {"feature_name", "predicate", "feature_value"}

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from railyard_trainer import schema
+from railyard_trainer import promotion, schema
 from railyard_trainer.errors import BadDataError
 from railyard_trainer.vocabulary import DEFAULT_DECISION_THRESHOLD, DEFAULT_HOLDOUT_FRACTION
 
@@ -69,6 +69,8 @@ class TrainSpec:
     #: The positive class of a binary task; None: the larger of two numbers, True, or the second in order.
     positive_class: Any = None
     decision_threshold: float = DEFAULT_DECISION_THRESHOLD
+    #: For a model's retrain: its champion to compare with (`railyard_trainer.comparison`); else None.
+    challenge: dict | None = None
 
     @property
     def date_column(self) -> str | None:
@@ -79,6 +81,7 @@ class TrainSpec:
         """The spec's values; BadDataError naming every field that breaks the request's rules."""
         try:
             clean = schema.check_spec(raw)
+            challenge = promotion.check_challenge(raw.get("challenge"))
         except schema.InvalidRequest as exc:
             raise BadDataError(f"the spec is malformed: {exc}") from None
         data, train = clean["data"], clean["train"]
@@ -114,6 +117,7 @@ class TrainSpec:
             id_column=data.get("id_column"),
             positive_class=train.get("positive_class"),
             decision_threshold=float(train.get("decision_threshold", DEFAULT_DECISION_THRESHOLD)),
+            challenge=challenge,
         )
 
 

@@ -16,6 +16,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 from railyard_trainer import data, holdout, parameters
 from railyard_trainer import vocabulary as v
+from railyard_trainer.comparison import compare
 from railyard_trainer.errors import BadDataError
 from railyard_trainer.evaluation import BINARY, evaluate, plain, positive_class, resolve_task
 from railyard_trainer.spec import TrainSpec
@@ -84,6 +85,24 @@ def run(raw_spec: dict, store: ArtifactStore) -> dict[str, Any]:
         for note in result.notes:
             log(f"evaluation: {note}")
 
+    comparison = None
+    if spec.challenge:
+        with stage("compare", timings=timings) as details:
+            features = held.drop(columns=POSITION)
+            comparison = compare(
+                spec.challenge,
+                task,
+                estimator,
+                features,
+                spec.label,
+                spec.classifier_features,
+                positive,
+                spec.decision_threshold,
+                spec.seed,
+            )
+            details.update(champion=f"run {comparison['champion_run']}", decision=comparison["decision"])
+            log(f"comparison with the champion: {comparison['decision']}: {comparison['reason']}")
+
     with stage("serialize"):
         scores = result.scores
         if spec.date_column:
@@ -118,6 +137,8 @@ def run(raw_spec: dict, store: ArtifactStore) -> dict[str, Any]:
             ),
             store.put(v.HOLDOUT_SCORES, _parquet(scores), "application/vnd.apache.parquet"),
         ]
+        if comparison is not None:
+            written.append(store.put(v.COMPARISON, _json(comparison), "application/json"))
         # The manifest goes last: its presence means every other artifact is complete.
         store.put(v.MANIFEST, _json({"artifacts": [a.to_dict() for a in written]}), "application/json")
     log(f"run {spec.run_id} finished: {task} {json.dumps(result.metrics)}")

@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 from railyard_trainer.schema import InvalidRequest, parse_body
 from training import access
 from training.api import COMMON_ERRORS, INPUT_ERROR, LIST_DEFERRED, RunPagination
-from training.models import Model, Schedule
+from training.models import Model, Run, Schedule
 from training.retraining import champions, cron, services
 from training.retraining.serializers import (
     FireSerializer,
@@ -216,6 +216,19 @@ class BackfillSchedule(APIView):
         return Response(answer, status=status.HTTP_200_OK if record is None else status.HTTP_201_CREATED)
 
 
+def _run_and_reason(request: Request, model: Model) -> tuple[Run, str]:
+    """The `{"run": <id>, "reason": "..."}` of a promotion or a rejection."""
+    body = _body(request)
+    if not isinstance(body, dict) or set(body) - {"run", "reason"}:
+        raise InvalidRequest({"body": ['Send {"run": <run id>, "reason": "..."}.']})
+    run_id, reason = body.get("run"), body.get("reason", "")
+    if isinstance(run_id, bool) or not isinstance(run_id, int):
+        raise InvalidRequest({"run": [f"Must be the id of one of the runs of {model.name}."]})
+    if not isinstance(reason, str):
+        raise InvalidRequest({"reason": ["Must be a string."]})
+    return get_object_or_404(access.runs_for(request.user), pk=run_id), reason
+
+
 class PromoteRun(APIView):
     @extend_schema(
         request=ANY_OBJECT,
@@ -224,16 +237,21 @@ class PromoteRun(APIView):
     )
     def post(self, request: Request, name: str) -> Response:
         model = _model(request, name)
-        body = _body(request)
-        if not isinstance(body, dict) or set(body) - {"run", "reason"}:
-            raise InvalidRequest({"body": ['Send {"run": <run id>, "reason": "..."}.']})
-        run_id, reason = body.get("run"), body.get("reason", "")
-        if isinstance(run_id, bool) or not isinstance(run_id, int):
-            raise InvalidRequest({"run": ["Must be the id of one of the model's runs."]})
-        if not isinstance(reason, str):
-            raise InvalidRequest({"reason": ["Must be a string."]})
-        run = get_object_or_404(access.runs_for(request.user), pk=run_id)
+        run, reason = _run_and_reason(request, model)
         return _moved(lambda: champions.promote(model, run, request.user.get_username(), reason))
+
+
+class RejectRun(APIView):
+    @extend_schema(
+        request=ANY_OBJECT,
+        responses={200: PromotionSerializer, **INPUT_ERROR, **COMMON_ERRORS, **CONFLICT},
+        description='`{"run": <id>, "reason": "..."}`: turn down a challenger (one awaiting approval, say); '
+        "the champion stays.",
+    )
+    def post(self, request: Request, name: str) -> Response:
+        model = _model(request, name)
+        run, reason = _run_and_reason(request, model)
+        return _moved(lambda: champions.reject(model, run, request.user.get_username(), reason))
 
 
 class RollbackModel(APIView):

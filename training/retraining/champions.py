@@ -1,15 +1,17 @@
 """A model's champion: the run whose model is in use, and every move of it.
 
-- The first successful run of a model becomes its champion.
-- A person promotes a run, or rolls back to the champion before the current one; each move is a
-  `Promotion` row with its actor, reason and both scores.
+- The first successful run of a model becomes its champion. A later retrain is compared with the
+  champion by its trainer (`railyard_trainer.comparison`); a `promoted` decision moves the champion.
+- A person promotes a run, rejects one awaiting approval, or rolls back to the champion before the
+  current one; each is a `Promotion` row with its actor, reason and both scores (on the same rows
+  where the challenger was compared with that champion).
 """
 
 from __future__ import annotations
 
 from django.db import transaction
 
-from railyard_trainer.vocabulary import Move, RunStatus
+from railyard_trainer.vocabulary import Decision, Move, RunStatus
 from training.models import Model, Promotion, Run
 
 SYSTEM = "railyard"
@@ -40,22 +42,67 @@ def _move(model: Model, run: Run, move: Move, actor: str, reason: str, expected:
             run=run,
             previous_champion=expected,
             metric=model.metric,
-            champion_score=score(expected, model.metric),
-            challenger_score=score(run, model.metric),
+            **_scores(expected, run, model.metric),
             actor=actor,
             reason=reason,
         )
 
 
+def challenge(model: Model) -> dict | None:
+    """What a new retrain of `model` is compared with: its champion now, or None while it has none."""
+    champion = model.champion
+    if champion is None:
+        return None
+    return {
+        "champion_run": champion.pk,
+        "champion_uri": champion.artifact_uri,
+        "metric": model.metric,
+        "policy": model.promotion,
+    }
+
+
 def challenger_succeeded(run: Run) -> Promotion | None:
-    """A retrain of a model succeeded: with no champion yet it becomes the champion."""
-    model = Model.objects.get(pk=run.model_id)
-    if model.champion_id is not None:
-        return None
+    """A retrain of a model succeeded: with no champion yet it becomes the champion; otherwise its
+    comparison's decision stands (`promoted` moves the champion, if it is still the one compared with)."""
+    model = Model.objects.select_related("champion").get(pk=run.model_id)
+    comparison = run.comparison or {}
     try:
-        return _move(model, run, Move.PROMOTED, SYSTEM, "the model's first successful run", expected=None)
+        if model.champion_id is None:
+            return _move(model, run, Move.PROMOTED, SYSTEM, "the model's first successful run", expected=None)
+        if comparison.get("decision") == Decision.PROMOTED and comparison["champion_run"] == model.champion_id:
+            return _move(model, run, Move.PROMOTED, SYSTEM, comparison["reason"], expected=model.champion)
     except CannotMove:
-        return None
+        pass
+    return None
+
+
+def reject(model: Model, run: Run, actor: str, reason: str = "") -> Promotion:
+    """A person turns down a challenger awaiting approval (or any retrain): the champion stays."""
+    if run.model_id != model.pk:
+        raise CannotMove(f"Run {run.pk} is not a run of {model.name}.")
+    if run.pk == model.champion_id:
+        raise CannotMove(f"Run {run.pk} is the champion; roll back instead.")
+    if model.promotions.filter(run=run, move=Move.REJECTED).exists():
+        raise CannotMove(f"Run {run.pk} was rejected already.")
+    return Promotion.objects.create(
+        model=model,
+        move=Move.REJECTED,
+        run=run,
+        previous_champion=model.champion,
+        metric=model.metric,
+        **_scores(model.champion, run, model.metric),
+        actor=actor,
+        reason=reason or f"rejected by {actor}",
+    )
+
+
+def _scores(champion: Run | None, run: Run, metric: str) -> dict:
+    """Both scores of a move: on the challenger's own holdout rows where its comparison was with this
+    champion, else each run's own holdout score."""
+    comparison = run.comparison or {}
+    if champion is not None and comparison.get("champion_run") == champion.pk:
+        return {"champion_score": comparison["champion_score"], "challenger_score": comparison["challenger_score"]}
+    return {"champion_score": score(champion, metric), "challenger_score": score(run, metric)}
 
 
 def promote(model: Model, run: Run, actor: str, reason: str = "") -> Promotion:
@@ -81,3 +128,18 @@ def rollback(model: Model, actor: str, reason: str = "") -> Promotion:
     if previous is None:
         raise CannotMove(f"Run {model.champion.pk} is the first champion of {model.name}; there is none before it.")
     return _move(model, previous, Move.ROLLED_BACK, actor, reason or f"rolled back by {actor}", expected=model.champion)
+
+
+def awaiting_approval(model: Model) -> list[Run]:
+    """Retrains whose comparison waits for a person, newest first: not yet promoted, rejected or overtaken
+    (a decision on the champion they were compared with, which is still the champion)."""
+    decided = model.promotions.filter(move__in=[Move.PROMOTED, Move.REJECTED]).values_list("run_id", flat=True)
+    return list(
+        model.runs.filter(
+            status=RunStatus.SUCCEEDED,
+            comparison__decision=Decision.AWAITING_APPROVAL,
+            comparison__champion_run=model.champion_id,
+        )
+        .exclude(pk__in=decided)
+        .order_by("-id")
+    )

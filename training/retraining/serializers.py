@@ -8,7 +8,7 @@ from rest_framework import serializers
 
 from railyard_trainer.vocabulary import higher_is_better
 from training.models import Fire, Model, Promotion, Run, Schedule
-from training.retraining import services
+from training.retraining import champions, services
 from training.serializers import local_time
 
 
@@ -141,6 +141,20 @@ class ModelSerializer(serializers.ModelSerializer):
 class ModelDetailSerializer(ModelSerializer):
     schedules = ScheduleSerializer(many=True, read_only=True)
     promotion_history = PromotionSerializer(source="promotions", many=True, read_only=True)
+    awaiting_approval = serializers.SerializerMethodField(
+        help_text="Retrains whose comparison with the champion waits for a person to promote or reject them."
+    )
 
     class Meta(ModelSerializer.Meta):
-        fields = [*ModelSerializer.Meta.fields, "request", "schedules", "promotion_history", "updated_at"]
+        fields = [
+            *ModelSerializer.Meta.fields,
+            "request",
+            "schedules",
+            "awaiting_approval",
+            "promotion_history",
+            "updated_at",
+        ]
+
+    @extend_schema_field(serializers.ListField(child=serializers.IntegerField()))
+    def get_awaiting_approval(self, model: Model) -> list[int]:
+        return [run.pk for run in champions.awaiting_approval(model)]

@@ -26,7 +26,7 @@ from railyard_trainer.vocabulary import (
 )
 from training import contract, services
 from training.models import Backfill, Fire, Model, Project, Run, Schedule, Workflow
-from training.retraining import cron, dates
+from training.retraining import champions, cron, dates
 
 MODEL_KEYS = {"name", "project", "request", "metric", "promotion"}
 SCHEDULE_KEYS = {"cron", "timezone", "concurrency", "catchup", "paused"}
@@ -125,6 +125,7 @@ def retrain(
         clean,
         reason=reason,
         notify=notify,
+        challenge=champions.challenge(model),
         model=model,
         template=model.request,
         scheduled_time=moment,
