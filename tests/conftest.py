@@ -136,11 +136,17 @@ def launched(run: Run, handle: dict | None = None, running: bool = False):
 
 def train_in_process(owner, request: dict) -> Run:
     """A succeeded run whose artifacts the real trainer wrote (in this process, for speed)."""
+    from training import services
+
+    return train_queued(services.submit(owner, request)[0])
+
+
+def train_queued(run: Run) -> Run:
+    """Train a queued run with the real trainer in this process, and finish it as the worker does."""
     from railyard_trainer import train
     from railyard_trainer.storage import open_store
-    from training import services, states, worker
+    from training import states, worker
 
-    run, _ = services.submit(owner, request)
     job = launched(run, running=True)
     train.run(run.spec, open_store(run.artifact_uri))
     assert worker.finish_succeeded(job, run)

@@ -32,18 +32,3 @@ def at(text: str, tz: ZoneInfo = DUBLIN) -> datetime:
 def finish(runs) -> None:
     """End runs as if they had trained (the scheduler only looks at whether they are active)."""
     Run.objects.filter(pk__in=[run.pk for run in runs]).update(status="succeeded")
-
-
-def train_to_the_end(run: Run) -> Run:
-    """Train a queued retrain with the real trainer (in this process) and finish it as the worker does."""
-    from railyard_trainer import train
-    from railyard_trainer.storage import open_store
-    from tests.conftest import launched
-    from training import states, worker
-
-    job = launched(run, running=True)
-    train.run(run.spec, open_store(run.artifact_uri))
-    assert worker.finish_succeeded(job, run)
-    assert states.end_job(job, states.JobStatus.SUCCEEDED)
-    run.refresh_from_db()
-    return run

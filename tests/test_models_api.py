@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from rest_framework.test import APIClient
 
-from tests.retraining import sliding, train_to_the_end
+from tests.conftest import train_queued
+from tests.retraining import sliding
 from training.models import Model, Run
 
 pytestmark = pytest.mark.django_db
@@ -218,7 +219,7 @@ def test_promote_and_rollback_move_the_champion_and_each_move_is_in_the_history(
 
 
 def test_the_first_successful_retrain_becomes_champion(api, alice, model):
-    run = train_to_the_end(Run.objects.get(pk=api.post("/api/v1/models/fraud-daily/runs").json()["id"]))
+    run = train_queued(Run.objects.get(pk=api.post("/api/v1/models/fraud-daily/runs").json()["id"]))
 
     detail = api.get("/api/v1/models/fraud-daily").json()
     assert detail["champion"] == run.pk

@@ -16,7 +16,8 @@ from sklearn import metrics as skm
 
 from railyard_trainer import comparison, promotion
 from railyard_trainer.storage import open_store
-from tests.retraining import make_model, train_to_the_end
+from tests.conftest import train_queued
+from tests.retraining import make_model
 from training import demo
 from training.models import Run
 from training.retraining import services
@@ -72,7 +73,11 @@ def compare(tmp_path, champion, challenger, held, policy=None) -> dict:
         "metric": "roc_auc",
         "policy": promotion.check_policy(policy),
     }
-    return comparison.compare(challenge, "binary", challenger, held, "y", [challenger.column], 1, 0.5, seed=7)
+    return comparison.compare(challenge, fitted(challenger, held))
+
+
+def fitted(model: ScoreColumn, held: pd.DataFrame) -> comparison.Challenger:
+    return comparison.Challenger("binary", model, held, "y", [model.column], 1, 0.5, seed=7)
 
 
 def test_a_clearly_better_challenger_is_promoted(tmp_path):
@@ -153,7 +158,7 @@ def test_a_champion_that_cannot_be_loaded_keeps_the_champion_and_says_why(tmp_pa
         "metric": "roc_auc",
         "policy": promotion.check_policy(None),
     }
-    result = comparison.compare(challenge, "binary", ScoreColumn("p"), crafted(), "y", ["p"], 1, 0.5, seed=7)
+    result = comparison.compare(challenge, fitted(ScoreColumn("p"), crafted()))
     assert result["decision"] == "kept"
     assert "could not be scored" in result["reason"]
 
@@ -188,13 +193,13 @@ def test_a_retrain_that_wins_on_the_same_rows_is_promoted_and_its_scores_match_s
     fraud_request["data"]["id_column"] = "charge_id"
     fraud_request["train"]["classifier_features"] = ["card_type"]  # a weak first champion
     model = make_model(alice, fraud_request)
-    first = train_to_the_end(services.retrain(model, alice, END_OF_DATA))
+    first = train_queued(services.retrain(model, alice, END_OF_DATA))
     model.refresh_from_db()
     assert model.champion_id == first.pk
 
     model.request["train"]["classifier_features"] = ["amount", "country", "card_present", "customer_age_days"]
     model.save()
-    second = train_to_the_end(services.retrain(model, alice, END_OF_DATA))
+    second = train_queued(services.retrain(model, alice, END_OF_DATA))
     assert second.spec["challenge"]["champion_run"] == first.pk
     result = second.comparison
     assert result["decision"] == "promoted", result["reason"]

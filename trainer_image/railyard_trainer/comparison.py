@@ -240,22 +240,26 @@ def load_champion(uri: str) -> tuple[Any, dict]:
     return joblib.load(io.BytesIO(store.get(v.MODEL))), json.loads(store.get(v.METADATA))
 
 
-def compare(
-    challenge: dict,
-    task: str,
-    estimator: Any,
-    held: pd.DataFrame,
-    label: str,
-    features: list[str],
-    positive: Any,
-    threshold: float,
-    seed: int,
-) -> dict:
-    """comparison.json for a challenger (fitted `estimator`, holdout rows `held`) and its model's champion."""
+@dataclass
+class Challenger:
+    """The fitted retrain and the holdout rows it was evaluated on."""
+
+    task: str
+    estimator: Any
+    held: pd.DataFrame
+    label: str
+    features: list[str]
+    positive: Any
+    threshold: float
+    seed: int
+
+
+def compare(challenge: dict, challenger: Challenger) -> dict:
+    """comparison.json for a challenger and its model's champion (`challenge`: which, by what metric and policy)."""
     policy, name = challenge["policy"], challenge["metric"]
     base = {"champion_run": challenge["champion_run"], "metric": name, "higher_is_better": higher_is_better(name)}
     try:
-        return {**base, **_compare(challenge, task, estimator, held, label, features, positive, threshold, seed)}
+        return {**base, **_compare(challenge, challenger)}
     except CannotCompare as exc:
         decision, reason = promotion.undecided(policy, f"the champion cannot be compared on these rows: {exc}")
     except Exception as exc:  # noqa: BLE001 - a champion that cannot be loaded or scored must not fail the challenger
@@ -264,17 +268,8 @@ def compare(
     return {**base, **empty, "guardrails": [], "decision": decision, "reason": reason}
 
 
-def _compare(
-    challenge: dict,
-    task: str,
-    estimator: Any,
-    held: pd.DataFrame,
-    label: str,
-    features: list[str],
-    positive: Any,
-    threshold: float,
-    seed: int,
-) -> dict:
+def _compare(challenge: dict, fitted: Challenger) -> dict:
+    task, held, positive, threshold = fitted.task, fitted.held, fitted.positive, fitted.threshold
     policy, name = challenge["policy"], challenge["metric"]
     champion_model, metadata = load_champion(challenge["champion_uri"])
     if metadata.get("task") != task:
@@ -283,17 +278,17 @@ def _compare(
     missing = [column for column in wanted if column not in held.columns]
     if missing:
         raise CannotCompare(f"the holdout rows lack the champion's feature(s) {', '.join(missing)}")
-    classes = list(getattr(estimator, "classes_", []))
-    truth_raw = held[label].to_numpy()
+    classes = list(getattr(fitted.estimator, "classes_", []))
+    truth_raw = held[fitted.label].to_numpy()
     truth = (truth_raw == positive).astype(int) if task == BINARY else truth_raw
     if task == REGRESSION:
         truth = truth.astype(float)
-    challenger = outputs(task, estimator, held[features], positive, threshold, classes)
+    challenger = outputs(task, fitted.estimator, held[fitted.features], positive, threshold, classes)
     champion = outputs(task, champion_model, held[wanted], positive, threshold, classes)
     champion_score = metric(name, task, truth, champion)
     challenger_score = metric(name, task, truth, challenger)
     sign = 1.0 if higher_is_better(name) else -1.0
-    low, high, defined = paired_bootstrap(name, task, truth, champion, challenger, seed, policy["confidence"])
+    low, high, defined = paired_bootstrap(name, task, truth, champion, challenger, fitted.seed, policy["confidence"])
     guards = [guard_calibration(truth, champion, challenger, policy["guardrails"]["brier_margin"])]
     column = policy["guardrails"]["segment_column"]
     if column is not None:

@@ -16,7 +16,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 from railyard_trainer import data, holdout, parameters
 from railyard_trainer import vocabulary as v
-from railyard_trainer.comparison import compare
+from railyard_trainer.comparison import Challenger, compare
 from railyard_trainer.errors import BadDataError
 from railyard_trainer.evaluation import BINARY, evaluate, plain, positive_class, resolve_task
 from railyard_trainer.spec import TrainSpec
@@ -88,18 +88,17 @@ def run(raw_spec: dict, store: ArtifactStore) -> dict[str, Any]:
     comparison = None
     if spec.challenge:
         with stage("compare", timings=timings) as details:
-            features = held.drop(columns=POSITION)
-            comparison = compare(
-                spec.challenge,
+            challenger = Challenger(
                 task,
                 estimator,
-                features,
+                held.drop(columns=POSITION),
                 spec.label,
                 spec.classifier_features,
                 positive,
                 spec.decision_threshold,
                 spec.seed,
             )
+            comparison = compare(spec.challenge, challenger)
             details.update(champion=f"run {comparison['champion_run']}", decision=comparison["decision"])
             log(f"comparison with the champion: {comparison['decision']}: {comparison['reason']}")
 
