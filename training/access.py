@@ -1,4 +1,4 @@
-"""Who may see what: the one seam every query of runs, jobs, artifacts, logs and models goes through.
+"""Who may see what: the one seam every query of runs, jobs, artifacts, logs, models and webhooks goes through.
 
 The API, the pages, artifact downloads, the comparison and the admin ask here; nothing else
 decides visibility. Today every signed-in user sees everything (the staff-only admin included);
@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import QuerySet
 
-from training.models import Artifact, Job, JobQuerySet, Model, Run, RunQuerySet
+from training.models import Artifact, Job, JobQuerySet, Model, Run, RunQuerySet, Webhook
 
 
 def runs_for(user: AbstractBaseUser | AnonymousUser) -> RunQuerySet:
@@ -35,3 +35,10 @@ def models_for(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Model]:
     if not user.is_authenticated:
         return Model.objects.none()
     return Model.objects.all()
+
+
+def webhooks_for(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Webhook]:
+    """The webhooks `user` may see, add and remove (their deliveries go with them)."""
+    if not user.is_authenticated:
+        return Webhook.objects.none()
+    return Webhook.objects.all()

@@ -21,15 +21,17 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from railyard_trainer.schema import InvalidRequest, parse_body
 from railyard_trainer.storage import StoreError
 from railyard_trainer.vocabulary import RunStatus
-from training import access, artifacts, logs, services
+from training import access, artifacts, logs, services, webhooks
 from training.conf import railyard
-from training.models import Run, RunQuerySet, Workflow
+from training.models import Run, RunQuerySet, Webhook, Workflow
 from training.openapi import run_request_schema
 from training.serializers import (
     ComputeResourceSerializer,
+    DeliverySerializer,
     ErrorSerializer,
     RunDetailSerializer,
     RunSerializer,
+    WebhookSerializer,
     WorkflowSerializer,
 )
 
@@ -372,3 +374,40 @@ def compute_resources(request: Request) -> Response:
             for name, profile in railyard.compute_resources.items()
         ]
     )
+
+
+def visible_webhooks(request: Request):
+    return access.webhooks_for(request.user).select_related("project")
+
+
+class WebhookList(APIView):
+    @extend_schema(responses={200: WebhookSerializer(many=True), 401: COMMON_ERRORS[401]})
+    def get(self, request: Request) -> Response:
+        return Response(WebhookSerializer(visible_webhooks(request), many=True).data)
+
+    @extend_schema(
+        request={"application/json": {"type": "object"}},
+        responses={201: WebhookSerializer, **INPUT_ERROR, 401: COMMON_ERRORS[401]},
+        description='`{"project", "url", "events", "secret", "failing_after"}`: events are '
+        + ", ".join(webhooks.EVENTS)
+        + f"; each delivery is signed in the {webhooks.SIGNATURE_HEADER} header (t=<unix seconds>,v1=<hex "
+        'HMAC-SHA256 of "<t>.<raw body>">). Without a secret one is made and shown in this answer only.',
+    )
+    def post(self, request: Request) -> Response:
+        hook = webhooks.create(request.user, parse_body(request.body))
+        answer = WebhookSerializer(hook, context={"reveal_secret": True}).data
+        return Response(answer, status=status.HTTP_201_CREATED)
+
+
+class WebhookDetail(APIView):
+    @extend_schema(responses={204: None, **COMMON_ERRORS})
+    def delete(self, request: Request, pk: int) -> Response:
+        get_object_or_404(visible_webhooks(request), pk=pk).delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class WebhookDeliveries(APIView):
+    @extend_schema(responses={200: DeliverySerializer(many=True), **COMMON_ERRORS})
+    def get(self, request: Request, pk: int) -> Response:
+        hook: Webhook = get_object_or_404(visible_webhooks(request), pk=pk)
+        return Response(DeliverySerializer(webhooks.recent(hook), many=True).data)

@@ -9,7 +9,7 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from training.models import Artifact, Job, Run, RunEvent, Workflow
+from training.models import Artifact, Delivery, Job, Run, RunEvent, Webhook, Workflow
 
 
 class RunEventSerializer(serializers.ModelSerializer):
@@ -176,3 +176,22 @@ class ComputeResourceSerializer(serializers.Serializer):
     next = serializers.CharField(
         required=False, help_text="The larger profile a run that ran out of memory here is retried on, once."
     )
+
+
+class WebhookSerializer(serializers.ModelSerializer):
+    project = serializers.CharField(source="project.name")
+    secret = serializers.SerializerMethodField(help_text="Shown whole only in the answer that creates it.")
+
+    class Meta:
+        model = Webhook
+        fields = ["id", "project", "url", "events", "failing_after", "active", "secret", "created_at"]
+
+    def get_secret(self, webhook: Webhook) -> str:
+        return webhook.secret if self.context.get("reveal_secret") else webhook.secret[:10] + "…"
+
+
+class DeliverySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Delivery
+        fields = ["id", "event", "status", "attempts", "response_code", "log", "next_attempt_at", "created_at",
+                  "delivered_at", "data"]  # fmt: skip

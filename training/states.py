@@ -15,7 +15,9 @@ from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 from railyard_trainer.vocabulary import JOB_TERMINAL, Cause, JobStatus, RunStatus
+from training import webhooks
 from training.models import Job, JobEvent, JobRun, Run, RunEvent
+from training.retraining import champions
 
 #: The transitions the system makes on its own. Leaving a terminal state takes an operator.
 TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
@@ -38,6 +40,8 @@ JOB_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
 }
 
 WORKER = "worker"
+#: The ends of a run that project webhooks are told of.
+NOTIFIED = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED})
 
 #: The timestamp each status stamps when a run enters it.
 STAMPS = {
@@ -80,7 +84,17 @@ def transition(
     old = RunStatus(run.status)
     if not operator and new not in TRANSITIONS[old]:
         raise TransitionNotAllowed(f"run {run.pk}: {old} → {new} is not allowed")
-    return _write(run, RunEvent.objects.create, "run_id", old, new, _run_updates(new, fields), reason, actor)
+    if new not in NOTIFIED:
+        return _write(run, RunEvent.objects.create, "run_id", old, new, _run_updates(new, fields), reason, actor)
+    # What follows from a run's end is written with the move, or not at all: a model's champion (a
+    # successful retrain may replace it) and the deliveries of the project's webhooks.
+    with transaction.atomic(savepoint=False):
+        moved = _write(run, RunEvent.objects.create, "run_id", old, new, _run_updates(new, fields), reason, actor)
+        if moved and new == RunStatus.SUCCEEDED and run.model_id:
+            champions.challenger_succeeded(run)
+        if moved:
+            webhooks.run_ended(run)
+    return moved
 
 
 def _run_updates(new: RunStatus, fields: dict[str, Any]) -> dict[str, Any]:

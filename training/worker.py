@@ -32,7 +32,6 @@ from training.executors import (
 )
 from training.executors.base import trainer_environment
 from training.models import Artifact, Job, Run
-from training.retraining import champions
 
 log = logging.getLogger(__name__)
 
@@ -361,11 +360,7 @@ def finish_succeeded(job: Job, run: Run) -> bool:
             _save_artifact(run, log_artifact)
         summary, reason = provenance.compared(run, summary)
         extra = {"comparison": comparison} if comparison is not None else {}
-        succeeded = states.mark_succeeded(run, metrics=metrics, data_summary=summary, reason=reason, **extra)
-        if succeeded and run.model_id:
-            run.comparison = comparison
-            champions.challenger_succeeded(run)
-        return succeeded
+        return states.mark_succeeded(run, metrics=metrics, data_summary=summary, reason=reason, **extra)
 
 
 def _keep_log(job: Job, run: Run) -> dict | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from django.db import transaction
 
 from railyard_trainer.vocabulary import Decision, Move, RunStatus
+from training import webhooks
 from training.models import Model, Promotion, Run
 
 SYSTEM = "railyard"
@@ -36,7 +37,7 @@ def _move(model: Model, run: Run, move: Move, actor: str, reason: str, expected:
         if not moved:
             raise CannotMove(f"The champion of {model.name} changed meanwhile; look again and retry.")
         model.champion = run
-        return Promotion.objects.create(
+        promotion = Promotion.objects.create(
             model=model,
             move=move,
             run=run,
@@ -46,6 +47,8 @@ def _move(model: Model, run: Run, move: Move, actor: str, reason: str, expected:
             actor=actor,
             reason=reason,
         )
+        webhooks.champion_moved(promotion)
+        return promotion
 
 
 def challenge(model: Model) -> dict | None:
@@ -84,16 +87,19 @@ def reject(model: Model, run: Run, actor: str, reason: str = "") -> Promotion:
         raise CannotMove(f"Run {run.pk} is the champion; roll back instead.")
     if model.promotions.filter(run=run, move=Move.REJECTED).exists():
         raise CannotMove(f"Run {run.pk} was rejected already.")
-    return Promotion.objects.create(
-        model=model,
-        move=Move.REJECTED,
-        run=run,
-        previous_champion=model.champion,
-        metric=model.metric,
-        **_scores(model.champion, run, model.metric),
-        actor=actor,
-        reason=reason or f"rejected by {actor}",
-    )
+    with transaction.atomic():
+        promotion = Promotion.objects.create(
+            model=model,
+            move=Move.REJECTED,
+            run=run,
+            previous_champion=model.champion,
+            metric=model.metric,
+            **_scores(model.champion, run, model.metric),
+            actor=actor,
+            reason=reason or f"rejected by {actor}",
+        )
+        webhooks.champion_moved(promotion)
+    return promotion
 
 
 def _scores(champion: Run | None, run: Run, metric: str) -> dict:

@@ -13,7 +13,7 @@ from django.db import close_old_connections, connections
 from django_q.cluster import Cluster
 from prometheus_client import start_http_server
 
-from training import leases, metrics, services, worker
+from training import leases, metrics, services, webhooks, worker
 from training.conf import railyard
 from training.retraining import scheduler
 
@@ -23,6 +23,7 @@ SWEEP_EVERY_PASSES = 30
 #: How long the task cluster may take to stop; systemd's and Kubernetes' default grace is 30 s in all.
 STOP_GRACE_SECONDS = 20.0
 SENTINEL_SIGNAL_SECONDS = 1.0
+WEBHOOK_INTERVAL_SECONDS = 1.0
 
 
 class Command(BaseCommand):
@@ -46,6 +47,8 @@ class Command(BaseCommand):
             log.info("worker metrics on port %s", railyard.worker_metrics_port)
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+        sender = threading.Thread(target=send_webhooks, args=(stopping,), name="webhooks", daemon=True)
+        sender.start()
         log.info("worker reconciling every %ss with the %s executor", railyard.reconcile_interval, railyard.executor)
         passes = 0
         while not stopping.is_set():
@@ -65,17 +68,34 @@ class Command(BaseCommand):
                         log.info("removed jobs Railyard no longer tracks: %s", ", ".join(removed))
                     if forgotten := services.forget_expired_idempotency_keys():
                         log.info("forgot %d expired idempotency key(s)", forgotten)
+                    webhooks.forget_old()
             except Exception:
                 # One bad pass (a database blip) must not stop the worker; the next pass retries.
                 log.exception("reconcile pass failed")
             passes += 1
             stopping.wait(railyard.reconcile_interval)
+        sender.join(webhooks.SEND_TIMEOUT_SECONDS * 2)
         if cluster:
             stop_cluster(cluster)
         # The jobs it observed are free for the other replicas at once, not when its leases expire.
         leases.release_jobs(leases.process_holder())
         connections.close_all()
         log.info("worker stopped")
+
+
+def send_webhooks(stopping: threading.Event) -> None:
+    """Send due webhook deliveries until the worker stops; apart from the loop, so that a slow or
+    failing receiver never holds up scheduling or reconciling."""
+    while not stopping.is_set():
+        close_old_connections()
+        try:
+            sent = webhooks.deliver_due()
+            if any(sent.values()):
+                log.info("webhooks: %s", sent)
+        except Exception:
+            log.exception("sending webhooks failed")
+        stopping.wait(WEBHOOK_INTERVAL_SECONDS)
+    connections.close_all()
 
 
 def stop_cluster(cluster: Cluster, grace: float = STOP_GRACE_SECONDS) -> None:
