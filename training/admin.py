@@ -11,7 +11,23 @@ from django.shortcuts import render
 
 from railyard_trainer.vocabulary import RunStatus
 from training import access, services, states
-from training.models import ApiToken, Artifact, Job, JobEvent, JobRun, Project, Run, RunEvent, Workflow
+from training.models import (
+    ApiToken,
+    Artifact,
+    Delivery,
+    Fire,
+    Job,
+    JobEvent,
+    JobRun,
+    Model,
+    Project,
+    Promotion,
+    Run,
+    RunEvent,
+    Schedule,
+    Webhook,
+    Workflow,
+)
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -223,3 +239,70 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records the system writes (fires, champion moves, deliveries): operators read them."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+class ScheduleInline(admin.TabularInline):
+    model = Schedule
+    extra = 0
+    fields = ["cron", "timezone", "concurrency", "catchup", "paused", "next_fire_at"]
+    readonly_fields = ["next_fire_at"]
+
+
+class PromotionInline(ReadOnlyInline):
+    model = Promotion
+    fields = readonly_fields = ["created_at", "move", "run", "previous_champion", "champion_score",
+                                "challenger_score", "actor", "reason"]  # fmt: skip
+
+
+@admin.register(Model)
+class ModelAdmin(admin.ModelAdmin):
+    list_display = ["name", "project", "metric", "champion", "created_at"]
+    list_filter = ["project"]
+    list_select_related = ["project"]
+    search_fields = ["name"]
+    readonly_fields = ["champion", "created_at", "updated_at"]
+    inlines = [ScheduleInline, PromotionInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Model]:
+        return access.models_for(request.user)
+
+
+@admin.register(Promotion)
+class PromotionAdmin(ReadOnlyAdmin):
+    """Every move of a champion, and every challenger turned down: who, why, and both scores."""
+
+    list_display = ["model", "move", "run", "previous_champion", "champion_score", "challenger_score", "actor",
+                    "created_at"]  # fmt: skip
+    list_filter = ["move", "actor"]
+    list_select_related = ["model"]
+    search_fields = ["model__name", "=run__id", "reason"]
+
+
+@admin.register(Fire)
+class FireAdmin(ReadOnlyAdmin):
+    list_display = ["schedule", "scheduled_time", "kind", "outcome", "run", "actor"]
+    list_filter = ["kind", "outcome"]
+    search_fields = ["=schedule__id", "=run__id", "reason"]
+
+
+@admin.register(Webhook)
+class WebhookAdmin(admin.ModelAdmin):
+    list_display = ["project", "url", "events", "failing_after", "active", "created_at"]
+    list_filter = ["active", "project"]
+    exclude = ["secret"]
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(ReadOnlyAdmin):
+    list_display = ["webhook", "event", "status", "attempts", "response_code", "next_attempt_at", "created_at"]
+    list_filter = ["status", "event", "response_code"]

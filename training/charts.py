@@ -147,3 +147,47 @@ def trend(runs: list, metric: str) -> list[dict]:
         hovertemplate="%{text}: %{y:.4f}<extra></extra>",
     )
     return [to_spec(fig)]
+
+
+def retrains(runs: list, metric: str, champions: set[int], moves: dict[int, str]) -> list[dict]:
+    """A model's metric over its successive retrains (by their clocks): champions marked, and each
+    run promoted, rejected or restored annotated."""
+    points = [run for run in runs if metric in (run.metrics or {})]
+    if not points:
+        return []
+    points.sort(key=lambda run: (run.scheduled_time or run.created_at, run.pk))
+    fig = _figure(f"{metric} over retrains", "Scheduled time", metric)
+    x = [(run.scheduled_time or run.created_at).isoformat() for run in points]
+    fig.add_scatter(
+        x=x,
+        y=[run.metrics[metric] for run in points],
+        mode="lines+markers",
+        name="retrain",
+        text=[f"run #{run.pk}" for run in points],
+        hovertemplate="%{text}: %{y:.4f}<extra></extra>",
+    )
+    crowned = [(xi, run) for xi, run in zip(x, points, strict=True) if run.pk in champions]
+    if crowned:
+        fig.add_scatter(
+            x=[xi for xi, _ in crowned],
+            y=[run.metrics[metric] for _, run in crowned],
+            mode="markers",
+            name="champion",
+            marker=dict(symbol="star", size=14, color="#d4a017"),
+            text=[f"run #{run.pk} (champion)" for _, run in crowned],
+            hovertemplate="%{text}: %{y:.4f}<extra></extra>",
+        )
+    for xi, run in zip(x, points, strict=True):
+        if run.pk in moves:
+            fig.add_annotation(x=xi, y=run.metrics[metric], text=moves[run.pk], showarrow=True, arrowhead=2, ay=-30)
+    return [to_spec(fig)]
+
+
+def sparkline(values: list[float], width: int = 120, height: int = 24) -> str:
+    """The points of an inline SVG polyline of `values` (oldest first); empty with fewer than two."""
+    if len(values) < 2:
+        return ""
+    low, high = min(values), max(values)
+    span = (high - low) or 1.0
+    step = width / (len(values) - 1)
+    return " ".join(f"{i * step:.1f},{height - (value - low) / span * height:.1f}" for i, value in enumerate(values))

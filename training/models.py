@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import models
@@ -159,6 +161,13 @@ class Run(models.Model):
         if self.started_at and self.finished_at:
             return (self.finished_at - self.started_at).total_seconds()
         return None
+
+    @property
+    def clock(self) -> datetime | None:
+        """A retrain's clock (the time its relative dates resolved from), in its own timezone."""
+        if self.scheduled_time is None:
+            return None
+        return self.scheduled_time.astimezone(ZoneInfo(self.timezone or "UTC"))
 
     @property
     def stage_seconds(self) -> dict[str, float]:
@@ -440,6 +449,11 @@ class Fire(models.Model):
 
     def __str__(self) -> str:
         return f"{self.schedule_id} at {self.scheduled_time:%Y-%m-%d %H:%M} ({self.outcome})"
+
+    @property
+    def local_time(self) -> datetime:
+        """The scheduled time in the schedule's timezone."""
+        return self.scheduled_time.astimezone(ZoneInfo(self.schedule.timezone))
 
 
 class Promotion(models.Model):

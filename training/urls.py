@@ -2,6 +2,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from training import views
+from training.retraining import views as models
 
 urlpatterns = [
     path("", views.run_list, name="runs"),
@@ -13,6 +14,17 @@ urlpatterns = [
     path("sources/columns", views.source_columns, name="source-columns"),
     path("workflows", views.workflow_list, name="workflows"),
     path("workflows/<slug:name>", views.workflow_detail, name="workflow-detail"),
+    path("models", models.model_list, name="models"),
+    path("models/<slug:name>", models.model_detail, name="model-detail"),
+    path("models/<slug:name>/retrain", models.retrain_now, name="model-retrain"),
+    *(
+        path(f"models/<slug:name>/{action}", models.champion_action, {"action": action}, name=f"model-{action}")
+        for action in ("promote", "reject", "rollback")
+    ),
+    *(
+        path(f"schedules/<int:pk>/{action}", models.schedule_action, {"action": action}, name=f"schedule-{action}")
+        for action in ("pause", "resume", "fire")
+    ),
     path("projects", views.project_list, name="projects"),
     path("projects/<slug:name>", views.project_detail, name="project-detail"),
     path("runs/<int:pk>/cancel", views.cancel, name="run-cancel"),

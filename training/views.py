@@ -147,6 +147,8 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
         {
             "run": run,
             "request_json": json.dumps(run.request, indent=2),
+            "template_json": json.dumps(run.template, indent=2) if run.template is not None else "",
+            "decision": v.Decision((run.comparison or {}).get("decision", "kept")).label,
             "curl": curl_command(request, run),
             "chart_specs": specs,
             "log_tail": log_tail,

@@ -236,7 +236,7 @@ class PromotionMode(StrEnum):
     SHADOW = "shadow"  # record the comparison only
 
 
-class Decision(StrEnum):
+class Decision(Status):
     """What a challenger's comparison concluded."""
 
     PROMOTED = "promoted"

@@ -1,0 +1,133 @@
+"""The pages of models: the list, and a model with its retrains, schedules and champion's history;
+thin views over `services` and `champions`, whose actions post back here."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone as clock
+from django.views.decorators.http import require_POST
+
+from railyard_trainer.schema import InvalidRequest
+from railyard_trainer.vocabulary import METRICS, Move, RunStatus, higher_is_better
+from training import access, charts
+from training.models import Schedule
+from training.retraining import champions, services
+
+#: Retrains the model page draws and lists.
+HISTORY = 100
+SPARK_POINTS = 20
+
+
+def _models(request: HttpRequest):
+    return access.models_for(request.user).select_related("project", "champion")
+
+
+@login_required
+def model_list(request: HttpRequest) -> HttpResponse:
+    rows = []
+    for model in _models(request).prefetch_related("schedules"):
+        recent = list(model.runs.order_by("-id")[:SPARK_POINTS])
+        scores = [run.metrics[model.metric] for run in reversed(recent) if model.metric in (run.metrics or {})]
+        running = [schedule for schedule in model.schedules.all() if not schedule.paused]
+        soonest = min(running, key=lambda schedule: schedule.next_fire_at, default=None)
+        rows.append(
+            {
+                "model": model,
+                "champion_score": champions.score(model.champion, model.metric),
+                "latest": recent[0] if recent else None,
+                "next_fire": soonest.next_fire_at.astimezone(services.cron.zone(soonest.timezone)) if soonest else None,
+                "spark": charts.sparkline(scores),
+            }
+        )
+    return render(request, "training/models.html", {"rows": rows})
+
+
+@login_required
+def model_detail(request: HttpRequest, name: str) -> HttpResponse:
+    model = get_object_or_404(_models(request), name=name)
+    runs = list(model.runs.select_related("fire").order_by("-id")[:HISTORY])
+    promotions = list(model.promotions.select_related("run", "previous_champion"))
+    crowned = {p.run_id for p in promotions if p.move in (Move.PROMOTED, Move.ROLLED_BACK)}
+    moves = {}
+    for promotion in reversed(promotions):  # oldest first: a run's latest move is what shows
+        moves[promotion.run_id] = promotion.get_move_display()
+    schedules = [
+        {"schedule": schedule, "upcoming": services.upcoming(schedule), "fires": list(schedule.fires.all()[:10])}
+        for schedule in model.schedules.all()
+    ]
+    return render(
+        request,
+        "training/model_detail.html",
+        {
+            "model": model,
+            "metric_name": METRICS[model.metric].display if model.metric in METRICS else model.metric,
+            "higher_is_better": higher_is_better(model.metric),
+            "runs": runs,
+            "schedules": schedules,
+            "promotions": promotions,
+            "awaiting": champions.awaiting_approval(model),
+            "chart_specs": charts.retrains(
+                [run for run in runs if run.status == RunStatus.SUCCEEDED], model.metric, crowned, moves
+            ),
+        },
+    )
+
+
+def _schedule(request: HttpRequest, pk: int) -> Schedule:
+    return get_object_or_404(Schedule.objects.filter(model__in=access.models_for(request.user)), pk=pk)
+
+
+@login_required
+@require_POST
+def schedule_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    schedule = _schedule(request, pk)
+    if action == "pause":
+        services.pause(schedule)
+        messages.success(request, f"Schedule {schedule.pk} paused.")
+    elif action == "resume":
+        services.resume(schedule)
+        messages.success(request, f"Schedule {schedule.pk} resumed: it fires next at the next time after now.")
+    else:
+        fire = services.fire_now(schedule, request.user.get_username())
+        if fire.run_id:
+            messages.success(request, f"Run #{fire.run_id} started.")
+        else:
+            messages.error(request, f"Nothing started: {fire.reason}")
+    return redirect(schedule.model)
+
+
+@login_required
+@require_POST
+def retrain_now(request: HttpRequest, name: str) -> HttpResponse:
+    model = get_object_or_404(_models(request), name=name)
+    try:
+        run = services.retrain(model, request.user, clock.now(), reason=f"retrain of {model.name} by hand")
+    except InvalidRequest as exc:
+        messages.error(request, f"The model's request does not validate now: {exc}")
+        return redirect(model)
+    return redirect(run)
+
+
+@login_required
+@require_POST
+def champion_action(request: HttpRequest, name: str, action: str) -> HttpResponse:
+    model = get_object_or_404(_models(request), name=name)
+    actor, reason = request.user.get_username(), request.POST.get("reason", "")[:1000]
+    try:
+        if action == "rollback":
+            moved = champions.rollback(model, actor, reason)
+        else:
+            run = get_object_or_404(access.runs_for(request.user), pk=_whole(request.POST.get("run", "")))
+            moved = (champions.promote if action == "promote" else champions.reject)(model, run, actor, reason)
+    except champions.CannotMove as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Run #{moved.run_id}: {moved.get_move_display().lower()}.")
+    return redirect(model)
+
+
+def _whole(raw: str) -> int:
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 19 else 0
