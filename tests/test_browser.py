@@ -259,3 +259,38 @@ def test_runs_are_compared_with_the_keyboard_alone(logged_in, live_server, alice
     expect(page.get_by_role("heading", name="Comparing 2 runs")).to_be_visible()
     expect(page.get_by_role("link", name=f"#{first.pk}", exact=True)).to_be_visible()
     expect(page.get_by_role("link", name=f"#{second.pk}", exact=True)).to_be_visible()
+
+
+def test_a_models_page_draws_its_retrains_and_pauses_and_resumes_a_schedule(
+    logged_in, live_server, alice, fraud_request
+):
+    from datetime import UTC, datetime
+
+    from tests.retraining import make_model
+    from training.retraining import champions
+    from training.retraining import services as retraining
+
+    model = make_model(alice, fraud_request)
+    for day, score in ((2, 0.80), (3, 0.83), (4, 0.82)):
+        run = retraining.retrain(model, alice, datetime(2026, 11, day, 3, tzinfo=UTC))
+        Run.objects.filter(pk=run.pk).update(status="succeeded", metrics={"roc_auc": score})
+        run.refresh_from_db()
+        if day == 2:
+            champions.challenger_succeeded(run)
+    retraining.add_schedule(model, {"cron": "0 3 * * *", "timezone": "Europe/Dublin"})
+
+    page = logged_in
+    page.get_by_role("link", name="Models").click()
+    expect(page.get_by_role("link", name="fraud-daily")).to_be_visible()
+    expect(page.locator("svg.sparkline polyline")).to_have_count(1)
+    shot(page, "models")
+    page.get_by_role("link", name="fraud-daily").click()
+    expect(page.locator("#charts .js-plotly-plot")).to_have_count(1)
+    expect(page.locator("#charts .legend")).to_contain_text("champion")
+    expect(page.locator("ol.fire-times li")).to_have_count(5)
+    expect(page.locator("ol.fire-times li").first).to_contain_text("Europe/Dublin")
+    shot(page, "model")
+    page.get_by_role("button", name="Pause").click()
+    expect(page.get_by_text("On resume it would fire")).to_be_visible()
+    page.get_by_role("button", name="Resume").click()
+    expect(page.get_by_role("button", name="Pause")).to_be_visible()

@@ -156,8 +156,9 @@ def retrains(runs: list, metric: str, champions: set[int], moves: dict[int, str]
     if not points:
         return []
     points.sort(key=lambda run: (run.scheduled_time or run.created_at, run.pk))
-    fig = _figure(f"{metric} over retrains", "Scheduled time", metric)
-    x = [(run.scheduled_time or run.created_at).isoformat() for run in points]
+    fig = _figure(f"{metric} over retrains", "Scheduled time (each in its schedule's timezone)", metric)
+    # Local wall times: plotly draws the time as written, so each point sits at its own clock.
+    x = [(run.clock or run.created_at).isoformat() for run in points]
     fig.add_scatter(
         x=x,
         y=[run.metrics[metric] for run in points],
