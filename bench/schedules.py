@@ -71,6 +71,7 @@ def setup():
     call_command("sync_workflows", verbosity=0)
     paths = demo.write_dataset(VAR / "data", n_rows=2000, seed=1)
     request = demo.demo_request(paths["charges"], paths["merchants"])
+    request.pop("project")  # each model's own
     request["data"]["date_range"] = {"start": "today-12m", "end": "today"}
     request["data"]["holdout_sampling"]["date_range"] = {"start": "today-1m", "end": "today"}
     return User.objects.create_user("bench"), request

@@ -121,7 +121,9 @@ def queue_run(
     worker's next pass (the scheduler fires many at once)."""
     from training import tasks
 
-    with transaction.atomic():
+    # No savepoint of its own: within a caller's transaction (a fire, an idempotent submit) a
+    # failure here fails the caller's whole transaction.
+    with transaction.atomic(savepoint=False):
         project, _ = Project.objects.get_or_create(name=clean["project"])
         run = Run.objects.create(
             owner=owner,

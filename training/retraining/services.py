@@ -196,8 +196,9 @@ def resume(schedule: Schedule, now: datetime | None = None) -> Schedule:
 
 
 def active_runs(schedule: Schedule) -> list[Run]:
-    """The runs of the schedule's own fires (not its backfills') that have not ended."""
-    return list(Run.objects.filter(fire__schedule=schedule, fire__backfill__isnull=True, status__in=RUN_ACTIVE))
+    """The runs of the schedule's own fires (not its backfills') that have not ended (their status only)."""
+    runs = Run.objects.filter(fire__schedule=schedule, fire__backfill__isnull=True, status__in=RUN_ACTIVE)
+    return list(runs.only("id", "status", "attempt"))
 
 
 def fire(
@@ -205,9 +206,9 @@ def fire(
 ) -> Fire | None:
     """Record a fire and start its run as the schedule's concurrency says; None when the time was
     fired already (by another replica). A request that no longer validates is a failed fire with its reason."""
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         try:
-            with transaction.atomic():
+            with transaction.atomic():  # a savepoint: a time fired already is not an error of the caller's
                 record = Fire.objects.create(
                     schedule=schedule,
                     scheduled_time=scheduled_time,
@@ -218,7 +219,7 @@ def fire(
                 )
         except IntegrityError:
             return None
-        active = active_runs(schedule)
+        active = active_runs(schedule) if schedule.concurrency != Concurrency.ALLOW else []
         if active and schedule.concurrency == Concurrency.FORBID:
             ids = ", ".join(str(run.pk) for run in active)
             record.outcome = FireOutcome.SKIPPED
@@ -239,15 +240,15 @@ def start_fire(record: Fire, notify: bool = True) -> Fire:
     model = schedule.model
     when = record.scheduled_time.astimezone(cron.zone(schedule.timezone))
     try:
-        with transaction.atomic():
-            record.run = retrain(
-                model,
-                model.owner,
-                when,
-                schedule.timezone,
-                reason=f"{record.kind} fire of schedule {schedule.pk} for {when.isoformat()}",
-                notify=notify,
-            )
+        # The request is refused, if at all, before anything is written.
+        record.run = retrain(
+            model,
+            model.owner,
+            when,
+            schedule.timezone,
+            reason=f"{record.kind} fire of schedule {schedule.pk} for {when.isoformat()}",
+            notify=notify,
+        )
     except InvalidRequest as exc:
         record.outcome = FireOutcome.FAILED
         record.reason = _join(record.reason, f"the model's request does not validate at this time: {exc}")
