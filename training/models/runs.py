@@ -1,10 +1,8 @@
-"""Railyard's records: projects, the workflow catalogue, runs and the jobs that execute them, their
-events and artifacts, API tokens; models with their schedules, fires and champion moves."""
+"""Runs and the jobs that execute them, their events and artifacts; the leases and idempotency keys
+that keep several workers and repeated requests from doing anything twice."""
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -23,46 +21,12 @@ from railyard_trainer.vocabulary import (
     PRIMARY_METRIC,
     REGRESSION,
     RUN_ACTIVE,
-    Catchup,
     Cause,
-    Concurrency,
-    FireKind,
-    FireOutcome,
     JobStatus,
-    Move,
     RunStatus,
     choices,
 )
-
-
-class Project(models.Model):
-    name = models.SlugField(max_length=100, unique=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["name"]
-
-    def __str__(self) -> str:
-        return self.name
-
-
-class Workflow(models.Model):
-    """The catalogue of workflows installed in the trainer, synced by `manage.py sync_workflows`."""
-
-    name = models.SlugField(max_length=100, unique=True)
-    task = models.CharField(max_length=32)
-    description = models.TextField(blank=True)
-    default_params = models.JSONField(default=dict, blank=True)
-    #: What each `custom_params` key accepts (`railyard_trainer.parameters`); null: not declared.
-    parameters = models.JSONField(null=True, blank=True)
-    is_available = models.BooleanField(default=True)
-    synced_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        ordering = ["name"]
-
-    def __str__(self) -> str:
-        return self.name
+from training.models.catalogue import Project, Workflow
 
 
 class RunQuerySet(models.QuerySet):
@@ -330,196 +294,3 @@ class Artifact(models.Model):
     def folder_uri(self) -> str:
         """The folder of the attempt that wrote it (older runs wrote straight into `runs/<id>`)."""
         return self.uri.removesuffix("/" + self.name)
-
-
-def hash_token(key: str) -> str:
-    return hashlib.sha256(key.encode("utf-8", errors="surrogatepass")).hexdigest()
-
-
-class ApiToken(models.Model):
-    """An API key, stored only as its sha256: the key itself is shown once, when it is issued."""
-
-    KEY_PREFIX = "ry_"
-
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
-    name = models.CharField(max_length=100, blank=True)
-    # The key's first characters, so that people can tell their keys apart without the key.
-    prefix = models.CharField(max_length=16)
-    key_hash = models.CharField(max_length=64, unique=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
-
-    def __str__(self) -> str:
-        return f"{self.prefix}… ({self.user})"
-
-    @classmethod
-    def issue(cls, user: models.Model, name: str = "") -> tuple[ApiToken, str]:
-        """A new token for `user`; returns it with the key, which is not stored and cannot be shown again."""
-        key = cls.KEY_PREFIX + secrets.token_urlsafe(32)
-        token = cls.objects.create(user=user, name=name, prefix=key[:10], key_hash=hash_token(key))
-        return token, key
-
-
-class Model(models.Model):
-    """A named request template, retrained by hand or on schedules (`training.retraining`).
-
-    Its runs are its retrains; its champion is the run whose model is in use. The request's dates
-    may be relative (`today-90d`), resolved on each retrain from the run's clock.
-    """
-
-    name = models.SlugField(max_length=100, unique=True)
-    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="models")
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
-    request = models.JSONField(help_text="The request template; its dates may be relative.")
-    #: The metric that ranks its retrains (a name from the metric registry) and decides promotions.
-    metric = models.CharField(max_length=64)
-    #: The promotion policy, defaults filled in (`training.retraining.policy`).
-    promotion = models.JSONField(default=dict)
-    champion = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        ordering = ["name"]
-
-    def __str__(self) -> str:
-        return self.name
-
-    def get_absolute_url(self) -> str:
-        return reverse("model-detail", args=[self.name])
-
-
-class Schedule(models.Model):
-    """When a model retrains: a cron expression in an IANA timezone (`training.retraining.cron`)."""
-
-    model = models.ForeignKey(Model, on_delete=models.CASCADE, related_name="schedules")
-    cron = models.CharField(max_length=200)
-    timezone = models.CharField(max_length=64, default="UTC")
-    concurrency = models.CharField(max_length=16, choices=choices(Concurrency), default=Concurrency.FORBID)
-    catchup = models.CharField(max_length=16, choices=choices(Catchup), default=Catchup.LATEST)
-    paused = models.BooleanField(default=False)
-    #: The next cron time not yet fired; the scheduler's tick reads only schedules whose time has come.
-    next_fire_at = models.DateTimeField()
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        ordering = ["id"]
-        indexes = [models.Index(fields=["next_fire_at"], condition=models.Q(paused=False), name="schedule_due")]
-
-    def __str__(self) -> str:
-        return f"{self.model_id and self.model.name}: {self.cron} ({self.timezone})"
-
-
-class Backfill(models.Model):
-    """Fires for a schedule's past times, run at most `parallelism` at a time."""
-
-    schedule = models.ForeignKey(Schedule, on_delete=models.CASCADE, related_name="backfills")
-    start = models.DateTimeField()
-    end = models.DateTimeField()
-    parallelism = models.PositiveIntegerField()
-    actor = models.CharField(max_length=150)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    def __str__(self) -> str:
-        return f"backfill {self.pk} of schedule {self.schedule_id}"
-
-
-class Fire(models.Model):
-    """One time a schedule fired: unique on (schedule, scheduled time), so replicas fire it once."""
-
-    schedule = models.ForeignKey(Schedule, on_delete=models.CASCADE, related_name="fires")
-    scheduled_time = models.DateTimeField()
-    kind = models.CharField(max_length=16, choices=choices(FireKind))
-    outcome = models.CharField(max_length=16, choices=choices(FireOutcome))
-    reason = models.TextField(blank=True)
-    run = models.OneToOneField(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="fire")
-    backfill = models.ForeignKey(Backfill, null=True, blank=True, on_delete=models.CASCADE, related_name="fires")
-    actor = models.CharField(max_length=150)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["-scheduled_time", "-id"]
-        constraints = [
-            models.UniqueConstraint(fields=["schedule", "scheduled_time"], name="one_fire_per_schedule_time")
-        ]
-        indexes = [models.Index(fields=["backfill", "outcome"], name="fire_backfill_outcome")]
-
-    def __str__(self) -> str:
-        return f"{self.schedule_id} at {self.scheduled_time:%Y-%m-%d %H:%M} ({self.outcome})"
-
-    @property
-    def local_time(self) -> datetime:
-        """The scheduled time in the schedule's timezone."""
-        return self.scheduled_time.astimezone(ZoneInfo(self.schedule.timezone))
-
-
-class Promotion(models.Model):
-    """A move of a model's champion, or a challenger turned down: who, why, and both scores."""
-
-    model = models.ForeignKey(Model, on_delete=models.CASCADE, related_name="promotions")
-    move = models.CharField(max_length=16, choices=choices(Move))
-    run = models.ForeignKey(Run, on_delete=models.PROTECT, related_name="+", help_text="The run moved to (or refused).")
-    previous_champion = models.ForeignKey(Run, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
-    metric = models.CharField(max_length=64)
-    champion_score = models.FloatField(null=True, blank=True)
-    challenger_score = models.FloatField(null=True, blank=True)
-    actor = models.CharField(max_length=150)
-    reason = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
-
-    def __str__(self) -> str:
-        return f"{self.model_id}: {self.move} run {self.run_id}"
-
-
-class Webhook(models.Model):
-    """Where a project's events are posted (`training.webhooks`), signed with its secret."""
-
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="webhooks")
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
-    url = models.URLField(max_length=2000)
-    #: The event types it takes (`training.webhooks.EVENTS`).
-    events = models.JSONField(default=list)
-    secret = models.CharField(max_length=200)
-    #: `model.failing` is sent when a model's last this-many runs failed.
-    failing_after = models.PositiveIntegerField(default=3)
-    active = models.BooleanField(default=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["id"]
-
-    def __str__(self) -> str:
-        return f"{self.project_id and self.project.name} → {self.url}"
-
-
-class Delivery(models.Model):
-    """One event for one webhook, recorded with what it reports; sent, retried and logged by the worker."""
-
-    PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
-
-    webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="deliveries")
-    event = models.CharField(max_length=40)
-    data = models.JSONField()
-    status = models.CharField(
-        max_length=16, choices=[(s, s.capitalize()) for s in (PENDING, DELIVERED, FAILED)], default=PENDING
-    )
-    attempts = models.PositiveIntegerField(default=0)
-    response_code = models.PositiveIntegerField(null=True, blank=True)
-    #: Every attempt: when, the response code (null when none came), and what went wrong.
-    log = models.JSONField(default=list)
-    next_attempt_at = models.DateTimeField()
-    created_at = models.DateTimeField(auto_now_add=True)
-    delivered_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-id"]
-        indexes = [models.Index(fields=["next_attempt_at"], condition=models.Q(status="pending"), name="delivery_due")]
-
-    def __str__(self) -> str:
-        return f"{self.event} → webhook {self.webhook_id} ({self.status})"

@@ -1,0 +1,46 @@
+"""Railyard's records, one module per concept: the catalogue (projects, workflows), runs (with their
+jobs, events, artifacts, leases and idempotency keys), API tokens, retraining (models, schedules,
+fires, champion moves) and webhooks (subscriptions and deliveries)."""
+
+from training.models.catalogue import Project, Workflow
+from training.models.retraining import Backfill, Fire, Model, Promotion, Schedule
+from training.models.runs import (
+    Artifact,
+    IdempotencyKey,
+    Job,
+    JobEvent,
+    JobQuerySet,
+    JobRun,
+    Lease,
+    Run,
+    RunEvent,
+    RunQuerySet,
+    StatusEvent,
+)
+from training.models.tokens import ApiToken, hash_token
+from training.models.webhooks import Delivery, Webhook
+
+__all__ = [
+    "ApiToken",
+    "Artifact",
+    "Backfill",
+    "Delivery",
+    "Fire",
+    "IdempotencyKey",
+    "Job",
+    "JobEvent",
+    "JobQuerySet",
+    "JobRun",
+    "Lease",
+    "Model",
+    "Project",
+    "Promotion",
+    "Run",
+    "RunEvent",
+    "RunQuerySet",
+    "Schedule",
+    "StatusEvent",
+    "Webhook",
+    "Workflow",
+    "hash_token",
+]

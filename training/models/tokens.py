@@ -1,0 +1,39 @@
+"""API tokens, stored only as their sha256."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from django.conf import settings
+from django.db import models
+
+
+def hash_token(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8", errors="surrogatepass")).hexdigest()
+
+
+class ApiToken(models.Model):
+    """An API key, stored only as its sha256: the key itself is shown once, when it is issued."""
+
+    KEY_PREFIX = "ry_"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, blank=True)
+    # The key's first characters, so that people can tell their keys apart without the key.
+    prefix = models.CharField(max_length=16)
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"
+
+    @classmethod
+    def issue(cls, user: models.Model, name: str = "") -> tuple[ApiToken, str]:
+        """A new token for `user`; returns it with the key, which is not stored and cannot be shown again."""
+        key = cls.KEY_PREFIX + secrets.token_urlsafe(32)
+        token = cls.objects.create(user=user, name=name, prefix=key[:10], key_hash=hash_token(key))
+        return token, key
