@@ -130,6 +130,8 @@ def test_a_schedule_answers_with_its_id_and_next_fire_times_in_its_timezone(api,
         ({"cron": "0 3 * *"}, "cron"),
         ({"cron": "99 3 * * *"}, "cron"),
         ({"cron": "0 0 3 * * * *"}, "cron"),
+        ({"cron": "0 3 * * " + "1," * 200 + "2"}, "cron"),
+        ({"cron": 3}, "cron"),
         ({"timezone": "Europe/Dublni"}, "timezone"),
         ({"concurrency": "queue"}, "concurrency"),
         ({"catchup": "all"}, "catchup"),
@@ -261,3 +263,10 @@ def test_approval_waits_for_a_person_who_promotes_or_rejects_with_the_same_row_s
     assert detail["champion"] == waiting[1].pk
     assert detail["awaiting_approval"] == []
     assert [h["move"] for h in detail["promotion_history"]] == ["promoted", "rejected", "promoted"]
+
+
+def test_every_bad_field_of_a_model_is_named_at_once(api, body):
+    body["request"]["train"]["label"] = ""
+    answer = api.post("/api/v1/models", {**body, "name": "a b", "promotion": {"mode": "yolo"}}, format="json")
+    assert answer.status_code == 400
+    assert {"name", "request.train.label", "promotion.mode"} <= set(answer.json()["errors"])

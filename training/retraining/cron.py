@@ -16,6 +16,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
+#: The longest cron expression stored.
+MAX_LENGTH = 200
+
 
 class BadSchedule(ValueError):
     """A cron expression or timezone that cannot schedule anything; the message says which."""
@@ -31,7 +34,7 @@ def zone(timezone: str) -> ZoneInfo:
 def check(cron: str, timezone: str) -> None:
     """BadSchedule naming what is wrong, or nothing."""
     zone(timezone)
-    fields = cron.split() if isinstance(cron, str) else []
+    fields = cron.split() if isinstance(cron, str) and len(cron) <= MAX_LENGTH else []
     macro = len(fields) == 1 and fields[0].startswith("@")
     if not (len(fields) == 5 or macro) or not croniter.is_valid(cron):
         raise BadSchedule(

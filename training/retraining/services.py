@@ -87,11 +87,22 @@ def create_model(owner: AbstractBaseUser, payload: Any) -> Model:
             errors[key] = ["Use letters, digits, '-' and '_' only (at most 100 characters)."]
     if not errors.get("name") and Model.objects.filter(name=name).exists():
         errors["name"] = [f"A model named {name!r} exists already."]
-    _refuse(errors)
-    clean = check_template(body["request"], project, clock.now())
-    workflow = Workflow.objects.get(name=clean["train"]["workflow_name"])
-    metric = metric_for(workflow.task, body.get("metric"))
-    policy = promotion.check_policy(body.get("promotion"))
+    metric = policy = None
+    try:
+        clean = check_template(body["request"], project, clock.now())
+    except InvalidRequest as exc:
+        errors.update(exc.errors)
+    else:
+        workflow = Workflow.objects.get(name=clean["train"]["workflow_name"])
+        try:
+            metric = metric_for(workflow.task, body.get("metric"))
+        except InvalidRequest as exc:
+            errors.update(exc.errors)
+    try:
+        policy = promotion.check_policy(body.get("promotion"))
+    except InvalidRequest as exc:
+        errors.update(exc.errors)
+    _refuse(errors)  # every bad field at once
     template = {**body["request"], "project": project}
     try:
         with transaction.atomic():
