@@ -122,3 +122,37 @@ def test_every_move_of_a_champion_shows_in_the_admin(client, charlie, model):
     assert page.count("Promoted") >= 2
     assert "bob" in page
     assert "won last week" in client.get(f"/admin/training/model/{model.pk}/change/").content.decode()
+
+
+def test_a_run_becomes_a_model_with_sliding_dates_and_gets_a_schedule_from_the_page(
+    signed_in, alice, workflows, fraud_request
+):
+    from training import services as runs
+
+    run, _ = runs.submit(alice, fraud_request)
+    assert 'id="make-model"' in signed_in.get(f"/runs/{run.pk}").content.decode()
+    response = signed_in.post(f"/runs/{run.pk}/model", {"name": "fraud-weekly", "slide": "1"})
+    assert response.url == "/models/fraud-weekly"
+    model = run.project.models.get(name="fraud-weekly")
+    assert model.request["data"]["date_range"] == {"start": "today-365d", "end": "today"}
+    assert model.request["data"]["holdout_sampling"]["date_range"] == {"start": "today-31d", "end": "today"}
+
+    refused = signed_in.post(f"/runs/{run.pk}/model", {"name": "fraud-weekly"}, follow=True).content.decode()
+    assert "exists already" in refused
+
+    added = signed_in.post(
+        "/models/fraud-weekly/schedules",
+        {"cron": "0 6 * * 1", "timezone": "Europe/Dublin", "concurrency": "replace", "catchup": "none"},
+        follow=True,
+    ).content.decode()
+    schedule = model.schedules.get()
+    assert (schedule.cron, schedule.timezone, schedule.concurrency, schedule.catchup) == (
+        "0 6 * * 1",
+        "Europe/Dublin",
+        "replace",
+        "none",
+    )
+    assert f"Schedule {schedule.pk} added" in added
+    bad = signed_in.post("/models/fraud-weekly/schedules", {"cron": "every monday"}, follow=True).content.decode()
+    assert "The schedule was not added: cron:" in bad
+    assert model.schedules.count() == 1

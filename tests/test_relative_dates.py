@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from training.retraining.dates import BadRelativeDate, add_months, resolve, resolve_date, today_at
+from training.retraining.dates import BadRelativeDate, add_months, resolve, resolve_date, slide, today_at
 
 
 @pytest.mark.parametrize(
@@ -98,3 +98,37 @@ def test_what_is_not_a_relative_date_is_refused_in_words(expression):
 def test_months_add_across_years_both_ways():
     assert add_months(date(2026, 12, 15), 1) == date(2027, 1, 15)
     assert add_months(date(2026, 1, 15), -13) == date(2024, 12, 15)
+
+
+@pytest.mark.parametrize(
+    ("span", "held", "expected_span", "expected_held"),
+    [
+        (("2025-11-01", "2026-11-01"), ("2026-10-01", "2026-11-01"), ("today-365d", "today"), ("today-31d", "today")),
+        (("2024-03-01", "2024-03-31"), ("2024-03-24", "2024-03-30"), ("today-30d", "today"), ("today-7d", "today-1d")),
+        (("today-90d", "today"), ("today-7d", "today"), ("today-90d", "today"), ("today-7d", "today")),
+    ],
+)
+def test_a_fixed_window_slides_to_end_today_with_the_same_lengths(span, held, expected_span, expected_held):
+    request = {
+        "data": {
+            "date_range": dict(zip(("start", "end"), span, strict=True)),
+            "holdout_sampling": {
+                "sampling_function": "DATE_RANGE",
+                "date_range": dict(zip(("start", "end"), held, strict=True)),
+            },
+        },
+        "train": {"label": "y"},
+    }
+    slid = slide(request)
+    assert tuple(slid["data"]["date_range"].values()) == expected_span
+    assert tuple(slid["data"]["holdout_sampling"]["date_range"].values()) == expected_held
+    assert slid["train"] == request["train"]
+    # Resolved on the original end day, the slid request is the original one.
+    if span[1] != "today":
+        end = datetime.fromisoformat(span[1]).replace(hour=12, tzinfo=UTC)
+        assert resolve(slid, end)["data"] == request["data"]
+
+
+def test_a_request_without_a_date_range_does_not_slide():
+    request = {"data": {"holdout_sampling": {"sampling_function": "RANDOM"}}}
+    assert slide(request) == request

@@ -17,6 +17,8 @@ urlpatterns = [
     path("models", models.model_list, name="models"),
     path("models/<slug:name>", models.model_detail, name="model-detail"),
     path("models/<slug:name>/retrain", models.retrain_now, name="model-retrain"),
+    path("models/<slug:name>/schedules", models.add_schedule, name="model-add-schedule"),
+    path("runs/<int:pk>/model", models.model_from_run, name="run-make-model"),
     *(
         path(f"models/<slug:name>/{action}", models.champion_action, {"action": action}, name=f"model-{action}")
         for action in ("promote", "reject", "rollback")

@@ -74,3 +74,30 @@ def resolve(request: dict, moment: datetime, timezone: str = "UTC") -> dict:
     if "data" not in request:
         return dict(request)
     return {**request, "data": walk(request["data"])}
+
+
+def slide(request: dict) -> dict:
+    """The request with its date ranges made relative to the end of its data range, so that retrains
+    keep the same window lengths up to the day they run: 2025-11-01 … 2026-11-01 with the last month
+    held out becomes `today-365d` … `today` with `today-31d` … `today` held out. A request without
+    `data.date_range` is returned as it was."""
+    data = request.get("data") or {}
+    span = data.get("date_range")
+    if not isinstance(span, dict) or not isinstance(span.get("end"), str) or is_relative(span["end"]):
+        return dict(request)
+    anchor = date.fromisoformat(span["end"])
+
+    def relative(value: Any) -> Any:
+        if not isinstance(value, str) or is_relative(value):
+            return value
+        days = (anchor - date.fromisoformat(value)).days
+        return "today" if days == 0 else f"today{'-' if days > 0 else '+'}{abs(days)}d"
+
+    def ranged(raw: Any) -> Any:
+        return {key: relative(value) for key, value in raw.items()} if isinstance(raw, dict) else raw
+
+    slid = {**data, "date_range": ranged(span)}
+    holdout = data.get("holdout_sampling")
+    if isinstance(holdout, dict) and "date_range" in holdout:
+        slid["holdout_sampling"] = {**holdout, "date_range": ranged(holdout["date_range"])}
+    return {**request, "data": slid}

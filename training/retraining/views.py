@@ -3,6 +3,8 @@ thin views over `services` and `champions`, whose actions post back here."""
 
 from __future__ import annotations
 
+from zoneinfo import available_timezones
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -11,11 +13,13 @@ from django.utils import timezone as clock
 from django.views.decorators.http import require_POST
 
 from railyard_trainer.schema import InvalidRequest
-from railyard_trainer.vocabulary import METRICS, Move, RunStatus, higher_is_better
+from railyard_trainer.vocabulary import METRICS, Catchup, Concurrency, Move, RunStatus, higher_is_better
 from training import access, charts
 from training.models import Schedule
-from training.retraining import champions, services
+from training.retraining import champions, dates, services
 
+#: What the schedule form suggests (any IANA name is accepted).
+TIMEZONES = sorted(available_timezones())
 #: Retrains the model page draws and lists.
 HISTORY = 100
 SPARK_POINTS = 20
@@ -69,6 +73,9 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
             "schedules": schedules,
             "promotions": promotions,
             "awaiting": champions.awaiting_approval(model),
+            "concurrency": [word.value for word in Concurrency],
+            "catchup": [word.value for word in Catchup],
+            "timezones": TIMEZONES,
             "chart_specs": charts.retrains(
                 [run for run in runs if run.status == RunStatus.SUCCEEDED], model.metric, crowned, moves
             ),
@@ -131,3 +138,40 @@ def champion_action(request: HttpRequest, name: str, action: str) -> HttpRespons
 
 def _whole(raw: str) -> int:
     return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 19 else 0
+
+
+def _refused(exc: InvalidRequest) -> str:
+    return "; ".join(f"{path}: {' '.join(messages)}" for path, messages in exc.errors.items())
+
+
+@login_required
+@require_POST
+def add_schedule(request: HttpRequest, name: str) -> HttpResponse:
+    model = get_object_or_404(_models(request), name=name)
+    fields = {key: request.POST.get(key, "").strip() for key in ("cron", "timezone", "concurrency", "catchup")}
+    try:
+        schedule = services.add_schedule(model, {key: value for key, value in fields.items() if value})
+    except InvalidRequest as exc:
+        messages.error(request, f"The schedule was not added: {_refused(exc)}")
+    else:
+        first = services.upcoming(schedule, 1)[0]
+        messages.success(
+            request, f"Schedule {schedule.pk} added: it fires next at {first:%Y-%m-%d %H:%M} {first.tzinfo}."
+        )
+    return redirect(model)
+
+
+@login_required
+@require_POST
+def model_from_run(request: HttpRequest, pk: int) -> HttpResponse:
+    """A model whose template is a run's request, its fixed dates made to slide (or kept, if asked)."""
+    run = get_object_or_404(access.runs_for(request.user).select_related("project"), pk=pk)
+    template = dates.slide(run.request) if request.POST.get("slide") else run.request
+    payload = {"name": request.POST.get("name", "").strip(), "project": run.project.name, "request": template}
+    try:
+        model = services.create_model(request.user, payload)
+    except InvalidRequest as exc:
+        messages.error(request, f"No model was made: {_refused(exc)}")
+        return redirect(run)
+    messages.success(request, f"Model {model.name} made from run #{run.pk}; add a schedule to retrain it.")
+    return redirect(model)
