@@ -194,7 +194,7 @@ def test_promote_and_rollback_move_the_champion_and_each_move_is_in_the_history(
     for run in (first, second, third):
         response = api.post(f"{url}/promote", {"run": run.pk, "reason": "better on last week"}, format="json")
         assert response.status_code == 200, response.json()
-    moved = api.post(f"{url}/promote", {"run": third.pk}, format="json")
+    moved = api.post(f"{url}/promote", {"run_id": third.pk}, format="json")
     assert moved.status_code == 409
     assert "champion already" in moved.json()["detail"]
 

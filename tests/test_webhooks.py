@@ -28,15 +28,15 @@ SECRET = "whsec_test_0123456789abcdef"
 class Receiver:
     """An HTTP endpoint that checks each delivery's signature as a subscriber would, and answers `code`."""
 
-    def __init__(self, code: int = 200):
-        self.code, self.received, self.verified = code, [], []
+    def __init__(self, code: int = 200, secret: str = SECRET):
+        self.code, self.secret, self.received, self.verified = code, secret, [], []
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 raw = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.received.append(json.loads(raw))
-                receiver.verified.append(verify(self.headers[webhooks.SIGNATURE_HEADER], raw))
+                receiver.verified.append(verify(self.headers[webhooks.SIGNATURE_HEADER], raw, receiver.secret))
                 self.send_response(receiver.code)
                 self.end_headers()
 
@@ -51,10 +51,10 @@ class Receiver:
         self.server.shutdown()
 
 
-def verify(header: str, raw: bytes, tolerance: int = 300) -> bool:
+def verify(header: str, raw: bytes, secret: str, tolerance: int = 300) -> bool:
     """A subscriber's check, written from the header's documentation: t and v1, HMAC of "<t>.<body>"."""
     parts = dict(item.split("=", 1) for item in header.split(","))
-    expected = hmac.new(SECRET.encode(), parts["t"].encode() + b"." + raw, hashlib.sha256).hexdigest()
+    expected = hmac.new(secret.encode(), parts["t"].encode() + b"." + raw, hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected, parts["v1"]) and abs(time.time() - int(parts["t"])) < tolerance
 
 
@@ -218,3 +218,27 @@ def test_training_goes_on_while_a_receiver_answers_500(api, alice, workflows, fr
         code = process.wait(timeout=60)
         failing.close()
     assert code == 0
+
+
+@pytest.mark.django_db
+def test_a_webhook_of_no_project_hears_every_project(api, alice, workflows, fraud_request, receiver):
+    response = api.post("/api/v1/webhooks", {"url": receiver.url, "events": ["run.failed"]}, format="json")
+    assert response.status_code == 201
+    assert response.json()["project"] is None
+    assert response.json()["secret"].startswith("whsec_")
+    receiver.secret = response.json()["secret"]  # made for it, and shown this once
+    for project in ("fraud", "payments"):
+        run, _ = services.submit(alice, {**fraud_request, "project": project})
+        fail(run)
+    webhooks.deliver_due()
+    assert sorted(event["data"]["object"]["project"] for event in receiver.received) == ["fraud", "payments"]
+    assert receiver.verified == [True, True]
+
+
+def test_a_signature_fails_with_another_secret_or_a_changed_body():
+    body = b'{"type":"run.succeeded"}'
+    header = webhooks.sign(SECRET, body, int(time.time()))
+    assert verify(header, body, SECRET)
+    assert not verify(header, body, SECRET + "x")
+    assert not verify(header, body.replace(b"succeeded", b"failed"), SECRET)
+    assert not verify(webhooks.sign(SECRET, body, int(time.time()) - 3600), body, SECRET)  # too old

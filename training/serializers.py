@@ -179,7 +179,7 @@ class ComputeResourceSerializer(serializers.Serializer):
 
 
 class WebhookSerializer(serializers.ModelSerializer):
-    project = serializers.CharField(source="project.name")
+    project = serializers.CharField(source="project.name", allow_null=True, help_text="Null: every project.")
     secret = serializers.SerializerMethodField(help_text="Shown whole only in the answer that creates it.")
 
     class Meta:

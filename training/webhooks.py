@@ -1,5 +1,5 @@
-"""Webhooks: a project's subscribers told when runs end, champions move, challengers are turned down
-and a model keeps failing.
+"""Webhooks: a project's subscribers (or everyone's, for a webhook of no project) told when runs end,
+champions move, challengers are turned down and a model keeps failing.
 
 - Events are recorded as `Delivery` rows in the same transaction as what they report (an outbox):
   nothing is told that did not happen, and nothing that happened goes untold.
@@ -58,12 +58,14 @@ def create(owner: Any, payload: Any) -> Webhook:
     if not isinstance(payload, dict):
         raise InvalidRequest({"body": ["Must be a JSON object."]})
     errors: dict[str, list[str]] = {key: ["Unknown field."] for key in sorted(set(payload) - WEBHOOK_KEYS)}
-    for key in ("project", "url", "events"):
+    for key in ("url", "events"):
         if payload.get(key) in (None, "", []):
             errors[key] = ["This field is required."]
     project, url, events = payload.get("project"), payload.get("url"), payload.get("events")
-    if "project" not in errors and (not isinstance(project, str) or not is_slug(project)):
-        errors["project"] = ["Use letters, digits, '-' and '_' only (at most 100 characters)."]
+    if project is not None and (not isinstance(project, str) or not is_slug(project)):
+        errors["project"] = [
+            "Use letters, digits, '-' and '_' only (at most 100 characters), or leave it out for every project."
+        ]
     if "url" not in errors:
         parts = urlsplit(url) if isinstance(url, str) else None
         if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 2000:
@@ -82,7 +84,7 @@ def create(owner: Any, payload: Any) -> Webhook:
     if errors:
         raise InvalidRequest(errors)
     return Webhook.objects.create(
-        project=Project.objects.get_or_create(name=project)[0],
+        project=Project.objects.get_or_create(name=project)[0] if project is not None else None,
         owner=owner,
         url=url,
         events=sorted(set(events), key=EVENTS.index),
@@ -91,10 +93,15 @@ def create(owner: Any, payload: Any) -> Webhook:
     )
 
 
+def listening(project_id: int) -> list[Webhook]:
+    """The active webhooks of a project, and those of every project."""
+    return list(Webhook.objects.filter(Q(project_id=project_id) | Q(project__isnull=True), active=True))
+
+
 def _record(project_id: int, event: str, data: dict, hooks: list[Webhook] | None = None) -> int:
     """Queue `event` for every webhook of the project that takes it; returns how many."""
     if hooks is None:
-        hooks = [hook for hook in Webhook.objects.filter(project_id=project_id, active=True) if event in hook.events]
+        hooks = [hook for hook in listening(project_id) if event in hook.events]
     now = timezone.now()
     Delivery.objects.bulk_create(
         [Delivery(webhook=hook, event=event, data=data, next_attempt_at=now) for hook in hooks]
@@ -105,7 +112,7 @@ def _record(project_id: int, event: str, data: dict, hooks: list[Webhook] | None
 def run_ended(run: Run) -> None:
     """Called in the transaction that ends a run: `run.succeeded` or `run.failed`, and `model.failing`
     when the failure makes the model's last N runs failed (told once per streak, for each webhook's N)."""
-    hooks = list(Webhook.objects.filter(project_id=run.project_id, active=True))
+    hooks = listening(run.project_id)
     if not hooks:
         return
     event = RUN_SUCCEEDED if run.status == RunStatus.SUCCEEDED else RUN_FAILED

@@ -9,9 +9,10 @@ from training.models.catalogue import Project
 
 
 class Webhook(models.Model):
-    """Where a project's events are posted (`training.webhooks`), signed with its secret."""
+    """Where a project's events are posted (`training.webhooks`), signed with its secret; with no
+    project, every project's."""
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="webhooks")
+    project = models.ForeignKey(Project, null=True, blank=True, on_delete=models.CASCADE, related_name="webhooks")
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     url = models.URLField(max_length=2000)
     #: The event types it takes (`training.webhooks.EVENTS`).
@@ -26,7 +27,7 @@ class Webhook(models.Model):
         ordering = ["id"]
 
     def __str__(self) -> str:
-        return f"{self.project_id and self.project.name} → {self.url}"
+        return f"{self.project.name if self.project_id else 'every project'} → {self.url}"
 
 
 class Delivery(models.Model):

@@ -219,9 +219,9 @@ class BackfillSchedule(APIView):
 def _run_and_reason(request: Request, model: Model) -> tuple[Run, str]:
     """The `{"run": <id>, "reason": "..."}` of a promotion or a rejection."""
     body = _body(request)
-    if not isinstance(body, dict) or set(body) - {"run", "reason"}:
+    if not isinstance(body, dict) or set(body) - {"run", "run_id", "reason"}:
         raise InvalidRequest({"body": ['Send {"run": <run id>, "reason": "..."}.']})
-    run_id, reason = body.get("run"), body.get("reason", "")
+    run_id, reason = body.get("run", body.get("run_id")), body.get("reason", "")
     if isinstance(run_id, bool) or not isinstance(run_id, int):
         raise InvalidRequest({"run": [f"Must be the id of one of the runs of {model.name}."]})
     if not isinstance(reason, str):
