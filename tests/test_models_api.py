@@ -270,3 +270,25 @@ def test_every_bad_field_of_a_model_is_named_at_once(api, body):
     answer = api.post("/api/v1/models", {**body, "name": "a b", "promotion": {"mode": "yolo"}}, format="json")
     assert answer.status_code == 400
     assert {"name", "request.train.label", "promotion.mode"} <= set(answer.json()["errors"])
+
+
+def test_the_model_list_pages_newest_first_with_a_fixed_number_of_queries(api, body):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    for n in range(3):
+        api.post("/api/v1/models", {**body, "name": f"m{n}"}, format="json")
+        api.post(f"/api/v1/models/m{n}/runs")
+    with CaptureQueriesContext(connection) as few:
+        first = api.get("/api/v1/models?page_size=2").json()
+    for n in range(3, 8):
+        api.post("/api/v1/models", {**body, "name": f"m{n}"}, format="json")
+        api.post(f"/api/v1/models/m{n}/runs")
+    with CaptureQueriesContext(connection) as many:
+        api.get("/api/v1/models?page_size=7")
+    assert [m["name"] for m in first["results"]] == ["m2", "m1"]
+    assert first["results"][0]["latest_run"]["status"] == "queued"
+    rest = api.get(first["next"]).json()
+    assert [m["name"] for m in rest["results"]] == ["m0"]
+    assert len(few) == len(many)
+    assert [m["name"] for m in api.get("/api/v1/models?project=nothing").json()["results"]] == []

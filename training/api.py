@@ -108,6 +108,8 @@ class RunPagination(BasePagination):
 
     page_size = 50
     max_page_size = 500
+    #: What the pages hold, for the words of a refusal.
+    noun = "runs"
 
     def paginate_queryset(self, queryset: RunQuerySet, request: Request, view: APIView | None = None) -> list[Run]:
         self.request = request
@@ -121,7 +123,7 @@ class RunPagination(BasePagination):
             offset = (self.page - 1) * size
             ids = list(queryset.values_list("id", flat=True)[offset : offset + size + 1])
             if not ids and self.page > 1:
-                raise NotFound("Invalid page: there are not that many runs.")
+                raise NotFound(f"Invalid page: there are not that many {self.noun}.")
             rows = list(queryset.filter(id__in=ids[:size]))
         else:
             self.page = None
@@ -164,7 +166,7 @@ class RunPagination(BasePagination):
         return [
             whole("cursor", MAX_CURSOR, "Where the page starts: the `next` link carries it (the last id seen)."),
             whole("page", MAX_PAGE, "A page number, for clients that page by number (no total is counted)."),
-            whole("page_size", self.max_page_size, "Runs per page (50 unless said)."),
+            whole("page_size", self.max_page_size, f"{self.noun.capitalize()} per page (50 unless said)."),
         ]
 
 

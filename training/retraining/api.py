@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
 from django.utils import timezone as clock
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import generics, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -51,19 +51,36 @@ def _body(request: Request, empty: object = None) -> object:
     return parse_body(request.body)
 
 
+class ModelPagination(RunPagination):
+    noun = "models"
+
+
 class ModelList(generics.ListAPIView):
+    """Newest first, paged by a cursor as runs are; `project` filters."""
+
     serializer_class = ModelSerializer
-    pagination_class = None
+    pagination_class = ModelPagination
 
     def get_queryset(self):
-        models = visible_models(self.request).prefetch_related("schedules")
+        latest = Run.objects.filter(model=OuterRef("pk")).order_by("-id").values("id")[:1]
+        models = visible_models(self.request).prefetch_related("schedules").annotate(latest_run_id=Subquery(latest))
         if project := self.request.query_params.get("project"):
             models = models.filter(project__name=project)
         return models
 
-    @extend_schema(responses={200: ModelSerializer(many=True), 401: COMMON_ERRORS[401]})
+    def get_serializer_context(self) -> dict:
+        return {**super().get_serializer_context(), "latest_runs": self.latest_runs}
+
+    @extend_schema(
+        parameters=[OpenApiParameter("project", str)],
+        responses={200: ModelSerializer(many=True), **INPUT_ERROR, 401: COMMON_ERRORS[401], 404: COMMON_ERRORS[404]},
+    )
     def get(self, request: Request, *args, **kwargs) -> Response:
-        return super().get(request, *args, **kwargs)
+        page = self.paginate_queryset(self.get_queryset())
+        # Each model's latest run, read in one query for the whole page.
+        ids = [model.latest_run_id for model in page if model.latest_run_id]
+        self.latest_runs = {run.model_id: run for run in Run.objects.filter(pk__in=ids).select_related("model")}
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
     @extend_schema(
         request=ANY_OBJECT,

@@ -105,6 +105,7 @@ class ModelSerializer(serializers.ModelSerializer):
     class Meta:
         model = Model
         fields = [
+            "id",
             "name",
             "url",
             "project",
@@ -126,7 +127,10 @@ class ModelSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(RetrainSerializer(allow_null=True))
     def get_latest_run(self, model: Model) -> dict | None:
-        latest = model.runs.select_related("model").order_by("-id").first()
+        known = self.context.get("latest_runs")  # a list reads them for its whole page at once
+        latest = (
+            known.get(model.pk) if known is not None else model.runs.select_related("model").order_by("-id").first()
+        )
         return RetrainSerializer(latest).data if latest else None
 
     @extend_schema_field(serializers.DateTimeField(allow_null=True))

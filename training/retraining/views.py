@@ -7,6 +7,7 @@ from zoneinfo import available_timezones
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone as clock
@@ -20,6 +21,8 @@ from training.retraining import champions, dates, services
 
 #: What the schedule form suggests (any IANA name is accepted).
 TIMEZONES = sorted(available_timezones())
+#: Models per page of the list.
+PAGE_SIZE = 50
 #: Retrains the model page draws and lists.
 HISTORY = 100
 SPARK_POINTS = 20
@@ -31,8 +34,11 @@ def _models(request: HttpRequest):
 
 @login_required
 def model_list(request: HttpRequest) -> HttpResponse:
+    page = Paginator(_models(request).prefetch_related("schedules").order_by("name"), PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
     rows = []
-    for model in _models(request).prefetch_related("schedules"):
+    for model in page:
         recent = list(model.runs.order_by("-id")[:SPARK_POINTS])
         scores = [run.metrics[model.metric] for run in reversed(recent) if model.metric in (run.metrics or {})]
         running = [schedule for schedule in model.schedules.all() if not schedule.paused]
@@ -46,7 +52,7 @@ def model_list(request: HttpRequest) -> HttpResponse:
                 "spark": charts.sparkline(scores),
             }
         )
-    return render(request, "training/models.html", {"rows": rows})
+    return render(request, "training/models.html", {"rows": rows, "page": page})
 
 
 @login_required
