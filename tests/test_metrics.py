@@ -80,6 +80,27 @@ def test_a_retry_on_memory_is_counted(scraper, alice, fraud_request):
     assert scrape(scraper)[("railyard_retries_total", (("cause", "oom"),))] == 1
 
 
+def test_fires_late_schedules_and_webhook_deliveries_are_counted(scraper, alice, fraud_request):
+    from tests.retraining import at, make_model
+    from training.models import Webhook
+    from training.retraining import scheduler
+    from training.retraining import services as retraining
+
+    model = make_model(alice, fraud_request)
+    ticking = retraining.add_schedule(model, {"cron": "0 3 * * *"}, now=at("2026-11-01T00:00"))
+    scheduler.tick(at("2026-11-01T03:00"))
+    scheduler.tick(at("2026-11-02T03:00"))  # the first run is still queued: skipped
+    retraining.add_schedule(model, {"cron": "0 3 * * *"}, now=at("2026-11-01T00:00"))  # never ticked since
+    Webhook.objects.create(owner=alice, url="http://127.0.0.1:9/", events=["run.failed"], secret="s" * 16)
+    states.mark_failed(ticking.fires.get(outcome="started").run, "bad data")
+
+    seen = scrape(scraper)
+    assert seen[("railyard_schedule_fires_total", (("kind", "scheduled"), ("outcome", "started")))] == 1
+    assert seen[("railyard_schedule_fires_total", (("kind", "scheduled"), ("outcome", "skipped")))] == 1
+    assert seen[("railyard_schedules_late", ())] == 2  # both: their next times passed long ago, unfired
+    assert seen[("railyard_webhook_deliveries", (("status", "pending"),))] == 1
+
+
 def test_a_worker_times_its_passes(alice, fraud_request):
     before = metrics.WORKER.get_sample_value("railyard_reconcile_duration_seconds_count", {"executor": "local"}) or 0
     worker.reconcile()

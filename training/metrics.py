@@ -100,6 +100,28 @@ class DatabaseCollector(Collector):
         )
         retries.add_metric([Cause.OOM.value], retried.count())
         yield retries
+        yield from self.retraining()
+
+    def retraining(self) -> Iterator[Metric]:
+        from django.utils import timezone
+
+        from training.models import Delivery, Fire, Schedule
+        from training.retraining.scheduler import ON_TIME
+
+        fires = CounterMetricFamily("railyard_schedule_fires", "Fires of schedules.", labels=["kind", "outcome"])
+        for kind, outcome, n in Fire.objects.order_by().values_list("kind", "outcome").annotate(n=Count("id")):
+            fires.add_metric([kind, outcome], n)
+        yield fires
+        late = Schedule.objects.filter(paused=False, next_fire_at__lt=timezone.now() - ON_TIME).count()
+        yield GaugeMetricFamily(
+            "railyard_schedules_late", "Running schedules whose time passed unfired (is a worker ticking?).", value=late
+        )
+        deliveries = GaugeMetricFamily(
+            "railyard_webhook_deliveries", "Webhook deliveries by status.", labels=["status"]
+        )
+        for status, n in Delivery.objects.order_by().values_list("status").annotate(n=Count("id")):
+            deliveries.add_metric([status], n)
+        yield deliveries
 
 
 REGISTRY = CollectorRegistry()
