@@ -292,3 +292,27 @@ def test_the_model_list_pages_newest_first_with_a_fixed_number_of_queries(api, b
     assert [m["name"] for m in rest["results"]] == ["m0"]
     assert len(few) == len(many)
     assert [m["name"] for m in api.get("/api/v1/models?project=nothing").json()["results"]] == []
+
+
+def test_a_models_template_metric_and_policy_change_and_earlier_runs_keep_theirs(api, model):
+    first = api.post("/api/v1/models/fraud-daily/runs").json()
+    detail = api.get("/api/v1/models/fraud-daily").json()
+    request = detail["request"]
+    request["data"]["date_range"]["start"] = "today-6m"
+    change = {"request": request, "metric": "average_precision", "promotion": {"mode": "approval"}}
+    changed = api.patch("/api/v1/models/fraud-daily", change, format="json")
+    assert changed.status_code == 200, changed.json()
+    assert changed.json()["metric"] == "average_precision"
+    assert changed.json()["promotion"]["mode"] == "approval"
+    assert changed.json()["request"]["data"]["date_range"]["start"] == "today-6m"
+    second = api.post("/api/v1/models/fraud-daily/runs").json()
+    assert api.get(f"/api/v1/runs/{second['id']}").json()["template"]["data"]["date_range"]["start"] == "today-6m"
+    assert api.get(f"/api/v1/runs/{first['id']}").json()["template"]["data"]["date_range"]["start"] == "today-12m"
+
+    bad = api.patch("/api/v1/models/fraud-daily", {"metric": "r2"}, format="json")
+    assert bad.status_code == 400
+    assert "for a classification workflow" in bad.json()["errors"]["metric"][0]
+    renamed = api.patch("/api/v1/models/fraud-daily", {"name": "other"}, format="json")
+    assert renamed.json()["errors"] == {"name": ["Unknown field."]}
+    assert api.patch("/api/v1/models/fraud-daily", {}, format="json").status_code == 400
+    assert api.get("/api/v1/models/fraud-daily").json()["metric"] == "average_precision"

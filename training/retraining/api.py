@@ -93,13 +93,26 @@ class ModelList(generics.ListAPIView):
         return Response(ModelDetailSerializer(model, context={"request": request}).data, status=status.HTTP_201_CREATED)
 
 
-@extend_schema(responses={200: ModelDetailSerializer, **COMMON_ERRORS})
 class ModelDetail(generics.RetrieveAPIView):
     serializer_class = ModelDetailSerializer
     lookup_field = "name"
 
     def get_queryset(self):
         return visible_models(self.request).prefetch_related("schedules", "promotions")
+
+    @extend_schema(responses={200: ModelDetailSerializer, **COMMON_ERRORS})
+    def get(self, request: Request, *args, **kwargs) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        request=ANY_OBJECT,
+        responses={200: ModelDetailSerializer, **INPUT_ERROR, **COMMON_ERRORS},
+        description='Change `{"request", "metric", "promotion"}` (any of them): later retrains use them; earlier '
+        "runs keep the template they ran with.",
+    )
+    def patch(self, request: Request, name: str) -> Response:
+        model = services.update_model(_model(request, name), parse_body(request.body))
+        return Response(ModelDetailSerializer(model, context={"request": request}).data)
 
 
 class ModelRuns(generics.ListAPIView):

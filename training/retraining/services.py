@@ -29,6 +29,7 @@ from training.models import Backfill, Fire, Model, Project, Run, Schedule, Workf
 from training.retraining import champions, cron, dates
 
 MODEL_KEYS = {"name", "project", "request", "metric", "promotion"}
+UPDATABLE_KEYS = {"request", "metric", "promotion"}
 SCHEDULE_KEYS = {"cron", "timezone", "concurrency", "catchup", "paused"}
 BACKFILL_KEYS = {"start", "end", "parallelism", "dry_run"}
 #: The most fire times one backfill may ask for.
@@ -77,6 +78,27 @@ def metric_for(workflow_task: str, metric: Any) -> str:
     return metric
 
 
+def _settings(request: Any, project: str, metric: Any, policy: Any, errors: dict) -> tuple[dict, str, dict]:
+    """A model's template, metric and promotion policy, checked together: each bad field joins `errors`."""
+    checked_metric = checked_policy = None
+    try:
+        clean = check_template(request, project, clock.now())
+    except InvalidRequest as exc:
+        errors.update(exc.errors)
+    else:
+        workflow = Workflow.objects.get(name=clean["train"]["workflow_name"])
+        try:
+            checked_metric = metric_for(workflow.task, metric)
+        except InvalidRequest as exc:
+            errors.update(exc.errors)
+    try:
+        checked_policy = promotion.check_policy(policy)
+    except InvalidRequest as exc:
+        errors.update(exc.errors)
+    _refuse(errors)  # every bad field at once
+    return {**request, "project": project}, checked_metric, checked_policy
+
+
 def create_model(owner: AbstractBaseUser, payload: Any) -> Model:
     """A new model from `{"name", "project", "request", "metric", "promotion"}`; InvalidRequest names each bad field."""
     body = _object(payload, MODEL_KEYS, ("name", "project", "request"))
@@ -87,23 +109,7 @@ def create_model(owner: AbstractBaseUser, payload: Any) -> Model:
             errors[key] = ["Use letters, digits, '-' and '_' only (at most 100 characters)."]
     if not errors.get("name") and Model.objects.filter(name=name).exists():
         errors["name"] = [f"A model named {name!r} exists already."]
-    metric = policy = None
-    try:
-        clean = check_template(body["request"], project, clock.now())
-    except InvalidRequest as exc:
-        errors.update(exc.errors)
-    else:
-        workflow = Workflow.objects.get(name=clean["train"]["workflow_name"])
-        try:
-            metric = metric_for(workflow.task, body.get("metric"))
-        except InvalidRequest as exc:
-            errors.update(exc.errors)
-    try:
-        policy = promotion.check_policy(body.get("promotion"))
-    except InvalidRequest as exc:
-        errors.update(exc.errors)
-    _refuse(errors)  # every bad field at once
-    template = {**body["request"], "project": project}
+    template, metric, policy = _settings(body["request"], project, body.get("metric"), body.get("promotion"), errors)
     try:
         with transaction.atomic():
             return Model.objects.create(
@@ -116,6 +122,21 @@ def create_model(owner: AbstractBaseUser, payload: Any) -> Model:
             )
     except IntegrityError:
         raise InvalidRequest({"name": [f"A model named {name!r} exists already."]}) from None
+
+
+def update_model(model: Model, payload: Any) -> Model:
+    """Change a model's `request`, `metric` or `promotion` (its name and project stay); later retrains
+    use them, earlier ones keep the template they ran with."""
+    body = _object(payload, UPDATABLE_KEYS, ())
+    errors: dict[str, list[str]] = {}
+    if not body:
+        errors["body"] = [f"Send at least one of {', '.join(sorted(UPDATABLE_KEYS))}."]
+    request = body.get("request", model.request)
+    metric = body.get("metric", model.metric)
+    policy = body.get("promotion", model.promotion)
+    model.request, model.metric, model.promotion = _settings(request, model.project.name, metric, policy, errors)
+    model.save(update_fields=["request", "metric", "promotion", "updated_at"])
+    return model
 
 
 def retrain(
