@@ -316,3 +316,8 @@ def test_a_models_template_metric_and_policy_change_and_earlier_runs_keep_theirs
     assert renamed.json()["errors"] == {"name": ["Unknown field."]}
     assert api.patch("/api/v1/models/fraud-daily", {}, format="json").status_code == 400
     assert api.get("/api/v1/models/fraud-daily").json()["metric"] == "average_precision"
+
+
+def test_options_describes_the_model_routes(api, model):
+    for path in ("/api/v1/models", "/api/v1/models/fraud-daily", "/api/v1/webhooks"):
+        assert api.options(path).status_code == 200

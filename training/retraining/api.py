@@ -69,7 +69,8 @@ class ModelList(generics.ListAPIView):
         return models
 
     def get_serializer_context(self) -> dict:
-        return {**super().get_serializer_context(), "latest_runs": self.latest_runs}
+        # Set by `get` for the page it lists (OPTIONS builds a serializer without a page).
+        return {**super().get_serializer_context(), "latest_runs": getattr(self, "latest_runs", None)}
 
     @extend_schema(
         parameters=[OpenApiParameter("project", str)],
