@@ -174,3 +174,24 @@ def test_fire_now_makes_a_run_whose_dates_resolve_from_the_moment(model):
     assert fire.kind == "manual"
     assert fire.outcome == "started"
     assert fire.run.request["data"]["date_range"]["end"] == today.isoformat()
+
+
+def test_a_schedule_that_cannot_fire_does_not_stop_the_others_and_stays_due(model, monkeypatch):
+    broken = services.add_schedule(model, {"cron": "0 3 * * *"}, now=at("2026-11-01T00:00"))
+    healthy = services.add_schedule(model, {"cron": "0 3 * * *"}, now=at("2026-11-01T00:00"))
+    real_fire = services.fire
+
+    def fire(schedule, *args, **kwargs):
+        if schedule.pk == broken.pk:
+            raise RuntimeError("the database went away")
+        return real_fire(schedule, *args, **kwargs)
+
+    monkeypatch.setattr(services, "fire", fire)
+    counts = scheduler.tick(at("2026-11-01T03:00"))
+    assert (counts["started"], counts["errors"]) == (1, 1)
+    assert healthy.fires.count() == 1
+    broken.refresh_from_db()
+    assert broken.next_fire_at == at("2026-11-01T03:00")  # still due: the next tick tries again
+    monkeypatch.setattr(services, "fire", real_fire)
+    assert scheduler.tick(at("2026-11-01T03:01"))["started"] == 1
+    assert broken.fires.count() == 1

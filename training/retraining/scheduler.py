@@ -34,7 +34,7 @@ BATCH = 500
 def tick(now: datetime | None = None) -> dict[str, int]:
     """Fire what is due at `now`; returns counts of fires by outcome (and `missed`: times not fired)."""
     now = now or clock.now()
-    counts = {"started": 0, "skipped": 0, "failed": 0, "missed": 0, "backfill": 0}
+    counts = {"started": 0, "skipped": 0, "failed": 0, "missed": 0, "backfill": 0, "errors": 0}
     seen: set[int] = set()
     while True:
         due = list(
@@ -45,7 +45,11 @@ def tick(now: datetime | None = None) -> dict[str, int]:
         )
         for schedule in due:
             seen.add(schedule.pk)
-            _fire_due(schedule, now, counts)
+            try:
+                _fire_due(schedule, now, counts)
+            except Exception:  # one schedule that cannot fire (a database error) must not stop the others
+                log.exception("schedule %s could not fire; it stays due and is tried again next tick", schedule.pk)
+                counts["errors"] += 1
         if len(due) < BATCH:
             break
     counts["backfill"] = feed_backfills()
