@@ -142,8 +142,10 @@ def test_a_segment_worse_than_under_the_champion_blocks_promotion(tmp_path):
     assert result["decision"] == "kept"
 
 
-@pytest.mark.parametrize(("mode", "decision", "words"), [("approval", "awaiting_approval", "waiting for a person"),
-                                                        ("shadow", "shadow", "shadow mode")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("mode", "decision", "words"),
+    [("approval", "awaiting_approval", "waiting for a person"), ("shadow", "shadow", "shadow mode")],
+)
 def test_approval_waits_and_shadow_records_only(tmp_path, mode, decision, words):
     result = compare(tmp_path, ScoreColumn("weak"), ScoreColumn("p"), crafted(), {"mode": mode})
     assert result["decision"] == decision
@@ -218,3 +220,89 @@ def test_a_retrain_that_wins_on_the_same_rows_is_promoted_and_its_scores_match_s
     expected = skm.roc_auc_score(rows["is_fraud"], champion.predict_proba(rows[["card_type"]])[:, 1])
     assert result["champion_score"] == pytest.approx(expected, abs=1e-12)
     assert Run.objects.filter(model=model).count() == 2
+
+
+class PredictColumn:
+    """A fitted regressor that answers with a column."""
+
+    def __init__(self, column: str):
+        self.column = column
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return X[self.column].to_numpy(dtype=float)
+
+
+class ClassColumn:
+    """A fitted classifier of three classes, sure of the class a column names."""
+
+    classes_ = np.array(["a", "b", "c"])
+
+    def __init__(self, column: str):
+        self.column = column
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        chosen = X[self.column].to_numpy()
+        return np.column_stack([(chosen == c).astype(float) * 0.9 + 0.05 for c in self.classes_])
+
+
+def compare_task(tmp_path, task: str, metric: str, champion, challenger, held: pd.DataFrame) -> dict:
+    store = open_store(f"file://{tmp_path}/champion-{task}")
+    buffer = io.BytesIO()
+    joblib.dump(champion, buffer)
+    store.put("model.joblib", buffer.getvalue(), "application/octet-stream")
+    store.put("metadata.json", json.dumps({"task": task, "classifier_features": [champion.column]}).encode(), "x")
+    challenge = {
+        "champion_run": 1,
+        "champion_uri": f"file://{tmp_path}/champion-{task}",
+        "metric": metric,
+        "policy": promotion.check_policy(None),
+    }
+    fitted = comparison.Challenger(task, challenger, held, "y", [challenger.column], None, 0.5, seed=3)
+    return comparison.compare(challenge, fitted)
+
+
+@pytest.mark.parametrize(("metric", "better"), [("r2", "higher"), ("rmse", "lower")])
+def test_a_regression_challenger_wins_in_its_metrics_own_direction(tmp_path, metric, better):
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=ROWS)
+    held = pd.DataFrame({"y": y, "close": y + rng.normal(scale=0.3, size=ROWS), "far": y + rng.normal(size=ROWS)})
+    result = compare_task(tmp_path, "regression", metric, PredictColumn("far"), PredictColumn("close"), held)
+    assert result["decision"] == "promoted", result["reason"]
+    assert result["higher_is_better"] is (better == "higher")
+    assert result["difference"] > 0  # positive: the challenger is better, whichever way the metric runs
+    expected = {"r2": skm.r2_score(y, held["far"]), "rmse": skm.root_mean_squared_error(y, held["far"])}[metric]
+    assert result["champion_score"] == pytest.approx(expected, abs=1e-12)
+
+
+def test_a_multiclass_challenger_is_compared_by_macro_f1(tmp_path):
+    rng = np.random.default_rng(1)
+    y = rng.choice(["a", "b", "c"], size=ROWS)
+    wrong = rng.random(ROWS) < 0.4
+    guess = np.where(wrong, rng.choice(["a", "b", "c"], size=ROWS), y)
+    held = pd.DataFrame({"y": y, "right": y, "guess": guess})
+    result = compare_task(tmp_path, "multiclass", "macro_f1", ClassColumn("guess"), ClassColumn("right"), held)
+    assert result["decision"] == "promoted", result["reason"]
+    assert result["challenger_score"] == pytest.approx(1.0)
+    assert result["champion_score"] == pytest.approx(skm.f1_score(y, guess, average="macro"), abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("task", "name"),
+    [
+        ("regression", "rmse"),
+        ("regression", "mae"),
+        ("regression", "r2"),
+        ("binary", "brier"),
+        ("binary", "accuracy"),
+        ("binary", "roc_auc"),
+    ],
+)
+def test_the_fast_weighted_metrics_are_scikit_learns(task, name):
+    rng = np.random.default_rng(5)
+    truth = rng.integers(0, 2, ROWS) if task == "binary" else rng.normal(size=ROWS)
+    score = np.clip(truth * 0.6 + rng.normal(scale=0.4, size=ROWS), 0, 1) if task == "binary" else None
+    predicted = (score >= 0.5).astype(int) if task == "binary" else truth + rng.normal(size=ROWS)
+    out = comparison.Outputs(predicted, score=score)
+    weights = np.bincount(rng.integers(0, ROWS, ROWS), minlength=ROWS).astype(float)
+    fast = comparison._weighted(name, task, truth, out)
+    assert fast(weights) == pytest.approx(comparison.metric(name, task, truth, out, weights), abs=1e-10)

@@ -260,8 +260,16 @@ class ScheduleInline(admin.TabularInline):
 
 class PromotionInline(ReadOnlyInline):
     model = Promotion
-    fields = readonly_fields = ["created_at", "move", "run", "previous_champion", "champion_score",
-                                "challenger_score", "actor", "reason"]  # fmt: skip
+    fields = readonly_fields = [
+        "created_at",
+        "move",
+        "run",
+        "previous_champion",
+        "champion_score",
+        "challenger_score",
+        "actor",
+        "reason",
+    ]
 
 
 @admin.register(Model)
@@ -281,8 +289,16 @@ class ModelAdmin(admin.ModelAdmin):
 class PromotionAdmin(ReadOnlyAdmin):
     """Every move of a champion, and every challenger turned down: who, why, and both scores."""
 
-    list_display = ["model", "move", "run", "previous_champion", "champion_score", "challenger_score", "actor",
-                    "created_at"]  # fmt: skip
+    list_display = [
+        "model",
+        "move",
+        "run",
+        "previous_champion",
+        "champion_score",
+        "challenger_score",
+        "actor",
+        "created_at",
+    ]
     list_filter = ["move", "actor"]
     list_select_related = ["model"]
     search_fields = ["model__name", "=run__id", "reason"]

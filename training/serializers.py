@@ -193,5 +193,15 @@ class WebhookSerializer(serializers.ModelSerializer):
 class DeliverySerializer(serializers.ModelSerializer):
     class Meta:
         model = Delivery
-        fields = ["id", "event", "status", "attempts", "response_code", "log", "next_attempt_at", "created_at",
-                  "delivered_at", "data"]  # fmt: skip
+        fields = [
+            "id",
+            "event",
+            "status",
+            "attempts",
+            "response_code",
+            "log",
+            "next_attempt_at",
+            "created_at",
+            "delivered_at",
+            "data",
+        ]

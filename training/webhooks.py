@@ -129,8 +129,14 @@ def run_ended(run: Run) -> None:
     model = Model.objects.get(pk=run.model_id)
     for hook in failing:
         if streak == hook.failing_after:
-            data = {"object": {"model": model.name, "project": run.project.name, "failed_runs_in_a_row": streak,
-                               "latest_run": _run(run)}}  # fmt: skip
+            data = {
+                "object": {
+                    "model": model.name,
+                    "project": run.project.name,
+                    "failed_runs_in_a_row": streak,
+                    "latest_run": _run(run),
+                }
+            }
             _record(run.project_id, MODEL_FAILING, data, [hook])
 
 
@@ -225,8 +231,13 @@ def _attempt(delivery: Delivery, now: datetime) -> str:
     elif attempts >= MAX_ATTEMPTS:
         outcome = "failed"
         fields["status"] = Delivery.FAILED
-        log.warning("webhook %s: gave up on delivery %s after %d attempts (%s)", delivery.webhook_id, delivery.pk,
-                    attempts, error)  # fmt: skip
+        log.warning(
+            "webhook %s: gave up on delivery %s after %d attempts (%s)",
+            delivery.webhook_id,
+            delivery.pk,
+            attempts,
+            error,
+        )
     else:
         outcome = "retrying"
         fields["next_attempt_at"] = now + min(FIRST_RETRY * 2 ** (attempts - 1), LONGEST_WAIT)
