@@ -168,6 +168,8 @@ def test_the_trainers_stage_is_read_from_its_log():
     assert progress("") == (None, 0)
     assert progress("t stage=load started\nt stage=load done duration=1s\nt stage=filter started\n") == ("filter", 17)
     assert progress("stage=serialize done duration=0.1s") == ("serialize", 100)
+    assert progress("stage=evaluate done duration=1s\nstage=compare started\n") == ("compare", 83)
+    assert progress("stage=compare done duration=1s\nstage=serialize started\n") == ("serialize", 83)
 
 
 def test_the_progress_bar_moves_with_the_iterations_an_estimator_reports():

@@ -18,7 +18,7 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from railyard_trainer import vocabulary as v
-from railyard_trainer.stages import STAGES
+from railyard_trainer.stages import STAGES, SUBSTAGES
 from training import artifacts
 from training.executors import ExecutorError, get_executor, job_ref
 
@@ -45,6 +45,9 @@ def progress(log: str) -> tuple[str | None, int]:
         if name in STAGES:
             stage = name
             done = STAGES.index(name) + (what == "done")
+        elif name in SUBSTAGES:  # within the stage it belongs to, which has finished
+            stage = name
+            done = STAGES.index(SUBSTAGES[name]) + 1
     within = _trained_share(log)
     if within is not None and (stage is None or done == TRAIN):  # training (its start may be out of the tail)
         stage, done = "train", TRAIN + within

@@ -15,6 +15,9 @@ if TYPE_CHECKING:
     from railyard_trainer.storage import ArtifactStore
 
 STAGES = ("load", "filter", "split", "train", "evaluate", "serialize")
+#: Stages only some runs have, and the stage of STAGES whose share of the progress they take: a
+#: model's retrain compares itself with the champion once evaluated.
+SUBSTAGES = {"compare": "evaluate"}
 #: How many threads the executor lets this trainer use (its compute profile's, or its share of a machine).
 THREADS_ENV = "RAILYARD_TRAINER_THREADS"
 
