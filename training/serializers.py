@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from zoneinfo import ZoneInfo
-
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -51,13 +48,6 @@ class JobSerializer(serializers.ModelSerializer):
         ]
 
 
-def local_time(moment: datetime | None, tz: str) -> str | None:
-    """An instant as ISO 8601 in the given timezone (its offset shows which side of a DST change)."""
-    if moment is None:
-        return None
-    return moment.astimezone(ZoneInfo(tz or "UTC")).isoformat()
-
-
 class RunSerializer(serializers.ModelSerializer):
     project = serializers.CharField(source="project.name")
     workflow_name = serializers.CharField(source="workflow.name")
@@ -97,7 +87,8 @@ class RunSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(serializers.DateTimeField(allow_null=True))
     def get_scheduled_time(self, run: Run) -> str | None:
-        return local_time(run.scheduled_time, run.timezone)
+        # ISO 8601 in the retrain's own timezone: the offset shows which side of a DST change it fell.
+        return run.clock.isoformat() if run.clock else None
 
     def get_url(self, run: Run) -> str:
         path = reverse("api-run-detail", args=[run.pk])

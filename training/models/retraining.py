@@ -72,6 +72,11 @@ class Schedule(models.Model):
     def __str__(self) -> str:
         return f"{self.model_id and self.model.name}: {self.cron} ({self.timezone})"
 
+    @property
+    def next_fire_local(self) -> datetime:
+        """The next time it fires, in its own timezone."""
+        return self.next_fire_at.astimezone(ZoneInfo(self.timezone))
+
 
 class Backfill(models.Model):
     """Fires for a schedule's past times, run at most `parallelism` at a time."""

@@ -9,7 +9,6 @@ from rest_framework import serializers
 from railyard_trainer.vocabulary import higher_is_better
 from training.models import Fire, Model, Promotion, Run, Schedule
 from training.retraining import champions, services
-from training.serializers import local_time
 
 
 def _absolute(context: dict, path: str) -> str:
@@ -27,7 +26,7 @@ class FireSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(serializers.DateTimeField())
     def get_scheduled_time(self, fire: Fire) -> str:
-        return local_time(fire.scheduled_time, fire.schedule.timezone)
+        return fire.local_time.isoformat()
 
 
 class ScheduleSerializer(serializers.ModelSerializer):
@@ -90,7 +89,7 @@ class RetrainSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(serializers.DateTimeField(allow_null=True))
     def get_scheduled_time(self, run: Run) -> str | None:
-        return local_time(run.scheduled_time, run.timezone)
+        return run.clock.isoformat() if run.clock else None
 
 
 class ModelSerializer(serializers.ModelSerializer):
@@ -135,11 +134,8 @@ class ModelSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(serializers.DateTimeField(allow_null=True))
     def get_next_fire_time(self, model: Model) -> str | None:
-        running = [schedule for schedule in model.schedules.all() if not schedule.paused]
-        if not running:
-            return None
-        soonest = min(running, key=lambda schedule: schedule.next_fire_at)
-        return local_time(soonest.next_fire_at, soonest.timezone)
+        soonest = services.next_fire(model.schedules.all())
+        return soonest.isoformat() if soonest else None
 
 
 class ModelDetailSerializer(ModelSerializer):

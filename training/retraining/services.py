@@ -3,6 +3,7 @@ shared by the REST API, the pages and the scheduler."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
@@ -208,8 +209,14 @@ def upcoming(schedule: Schedule, count: int = 5, now: datetime | None = None) ->
     """The schedule's next fire times, in its timezone (while paused: those after a resume now)."""
     if schedule.paused:
         return cron.next_fire_times(schedule.cron, schedule.timezone, now or clock.now(), count)
-    first = schedule.next_fire_at.astimezone(cron.zone(schedule.timezone))
+    first = schedule.next_fire_local
     return [first, *cron.next_fire_times(schedule.cron, schedule.timezone, first, count - 1)]
+
+
+def next_fire(schedules: Iterable[Schedule]) -> datetime | None:
+    """The soonest next fire time of the running schedules among `schedules`, in its schedule's timezone."""
+    soonest = min((s for s in schedules if not s.paused), key=lambda s: s.next_fire_at, default=None)
+    return soonest.next_fire_local if soonest else None
 
 
 def pause(schedule: Schedule) -> Schedule:
@@ -270,7 +277,7 @@ def start_fire(record: Fire, notify: bool = True) -> Fire:
     """Start the run of a recorded fire, its relative dates resolved at the fire's time in the schedule's timezone."""
     schedule = record.schedule
     model = schedule.model
-    when = record.scheduled_time.astimezone(cron.zone(schedule.timezone))
+    when = record.local_time
     try:
         # The request is refused, if at all, before anything is written.
         record.run = retrain(

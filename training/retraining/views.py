@@ -41,14 +41,12 @@ def model_list(request: HttpRequest) -> HttpResponse:
     for model in page:
         recent = list(model.runs.order_by("-id")[:SPARK_POINTS])
         scores = [run.metrics[model.metric] for run in reversed(recent) if model.metric in (run.metrics or {})]
-        running = [schedule for schedule in model.schedules.all() if not schedule.paused]
-        soonest = min(running, key=lambda schedule: schedule.next_fire_at, default=None)
         rows.append(
             {
                 "model": model,
                 "champion_score": champions.score(model.champion, model.metric),
                 "latest": recent[0] if recent else None,
-                "next_fire": soonest.next_fire_at.astimezone(services.cron.zone(soonest.timezone)) if soonest else None,
+                "next_fire": services.next_fire(model.schedules.all()),
                 "spark": charts.sparkline(scores),
             }
         )
