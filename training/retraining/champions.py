@@ -37,18 +37,23 @@ def _move(model: Model, run: Run, move: Move, actor: str, reason: str, expected:
         if not moved:
             raise CannotMove(f"The champion of {model.name} changed meanwhile; look again and retry.")
         model.champion = run
-        promotion = Promotion.objects.create(
-            model=model,
-            move=move,
-            run=run,
-            previous_champion=expected,
-            metric=model.metric,
-            **_scores(expected, run, model.metric),
-            actor=actor,
-            reason=reason,
-        )
-        webhooks.champion_moved(promotion)
-        return promotion
+        return _record(model, move, run, expected, actor, reason)
+
+
+def _record(model: Model, move: Move, run: Run, champion: Run | None, actor: str, reason: str) -> Promotion:
+    """The row of a move (or a rejection) with both scores, and the webhooks' deliveries of it."""
+    promotion = Promotion.objects.create(
+        model=model,
+        move=move,
+        run=run,
+        previous_champion=champion,
+        metric=model.metric,
+        **_scores(champion, run, model.metric),
+        actor=actor,
+        reason=reason,
+    )
+    webhooks.champion_moved(promotion)
+    return promotion
 
 
 def challenge(model: Model) -> dict | None:
@@ -88,18 +93,7 @@ def reject(model: Model, run: Run, actor: str, reason: str = "") -> Promotion:
     if model.promotions.filter(run=run, move=Move.REJECTED).exists():
         raise CannotMove(f"Run {run.pk} was rejected already.")
     with transaction.atomic():
-        promotion = Promotion.objects.create(
-            model=model,
-            move=Move.REJECTED,
-            run=run,
-            previous_champion=model.champion,
-            metric=model.metric,
-            **_scores(model.champion, run, model.metric),
-            actor=actor,
-            reason=reason or f"rejected by {actor}",
-        )
-        webhooks.champion_moved(promotion)
-    return promotion
+        return _record(model, Move.REJECTED, run, model.champion, actor, reason or f"rejected by {actor}")
 
 
 def _scores(champion: Run | None, run: Run, metric: str) -> dict:

@@ -85,7 +85,7 @@ class RetrainSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(serializers.FloatField(allow_null=True))
     def get_score(self, run: Run) -> float | None:
-        return (run.metrics or {}).get(run.model.metric) if run.model else None
+        return champions.score(run, run.model.metric) if run.model else None
 
     @extend_schema_field(serializers.DateTimeField(allow_null=True))
     def get_scheduled_time(self, run: Run) -> str | None:

@@ -40,7 +40,7 @@ def model_list(request: HttpRequest) -> HttpResponse:
     rows = []
     for model in page:
         recent = list(model.runs.order_by("-id")[:SPARK_POINTS])
-        scores = [run.metrics[model.metric] for run in reversed(recent) if model.metric in (run.metrics or {})]
+        scores = [score for run in reversed(recent) if (score := champions.score(run, model.metric)) is not None]
         rows.append(
             {
                 "model": model,
