@@ -53,6 +53,13 @@ def _object(payload: Any, allowed: set[str], required: tuple[str, ...]) -> dict:
     return payload
 
 
+def resolved(template: dict, project: str, moment: datetime, tz: str = "UTC") -> tuple[dict, dict]:
+    """A model's template as a request at `moment` in `tz` (relative dates resolved, the model's
+    project), and that request cleaned; InvalidRequest when it does not validate."""
+    request = {**dates.resolve(template, moment, tz), "project": project}
+    return request, contract.validate(request)
+
+
 def check_template(request: Any, project: str, moment: datetime) -> dict:
     """A model's request template, as it would resolve now: the cleaned request, or InvalidRequest
     with every path under `request.`."""
@@ -61,7 +68,7 @@ def check_template(request: Any, project: str, moment: datetime) -> dict:
     if request.get("project", project) != project:
         raise InvalidRequest({"request.project": [f"Must be the model's project ({project!r}) or left out."]})
     try:
-        return contract.validate({**dates.resolve(request, moment), "project": project})
+        return resolved(request, project, moment)[1]
     except InvalidRequest as exc:
         raise InvalidRequest({f"request.{path}": messages for path, messages in exc.errors.items()}) from None
 
@@ -150,8 +157,7 @@ def retrain(
 ) -> Run:
     """Queue a retrain: the model's template with its relative dates resolved at `moment` in `tz`;
     InvalidRequest when the resolved request does not validate (a workflow removed, a window empty)."""
-    request = {**dates.resolve(model.request, moment, tz), "project": model.project.name}
-    clean = contract.validate(request)
+    request, clean = resolved(model.request, model.project.name, moment, tz)
     return services.queue_run(
         owner,
         request,
