@@ -20,16 +20,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import psycopg
 from latency import launch_latencies
+from throwaway import database_url, throwaway_database
 
 ROOT = Path(__file__).resolve().parent.parent
-ADMIN_URL = os.environ.get("BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432/postgres")
 DATABASE = os.environ.get("BENCH_DATABASE") or f"railyard_bench_{os.getpid()}"
 VAR = Path(os.environ.get("BENCH_VAR") or tempfile.mkdtemp(prefix="railyard-bench-jobs-"))
 os.environ.update(
     RAILYARD_VAR_DIR=str(VAR),
-    DATABASE_URL=ADMIN_URL.rsplit("/", 1)[0] + "/" + DATABASE,
+    DATABASE_URL=database_url(DATABASE),
     DJANGO_SETTINGS_MODULE="railyard_site.settings",
     LOG_LEVEL="ERROR",
     RAILYARD_EXECUTOR="kubernetes",
@@ -59,25 +58,9 @@ print(launched)
 """
 
 
-def create_database() -> None:
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{DATABASE}"')
-
-
-def drop_database() -> None:
-    from django.db import connections
-
-    connections.close_all()
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-
-
 def main() -> None:
-    create_database()
-    try:
+    with throwaway_database(DATABASE):
         run_benchmarks()
-    finally:
-        drop_database()
 
 
 def setup():

@@ -18,15 +18,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import psycopg
+from throwaway import database_url, throwaway_database
 
 ROOT = Path(__file__).resolve().parent.parent
-ADMIN_URL = os.environ.get("BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432/postgres")
 DATABASE = f"railyard_bench_list_{os.getpid()}"
 VAR = Path(tempfile.mkdtemp(prefix="railyard-bench-list-"))
 os.environ.update(
     RAILYARD_VAR_DIR=str(VAR),
-    DATABASE_URL=ADMIN_URL.rsplit("/", 1)[0] + "/" + DATABASE,
+    DATABASE_URL=database_url(DATABASE),
     DJANGO_SETTINGS_MODULE="railyard_site.settings",
     LOG_LEVEL="ERROR",
 )
@@ -101,9 +100,7 @@ def measure(client) -> dict:
 
 
 def main() -> None:
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{DATABASE}"')
-    try:
+    with throwaway_database(DATABASE):
         import django
 
         django.setup()
@@ -125,12 +122,6 @@ def main() -> None:
                 cursor.execute("VACUUM ANALYZE")
             results[f"{target}_runs"] = measure(client)
         print("run list:", json.dumps(results))
-    finally:
-        from django.db import connections
-
-        connections.close_all()
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

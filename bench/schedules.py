@@ -22,16 +22,15 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import psycopg
+from throwaway import database_url, throwaway_database
 
 ROOT = Path(__file__).resolve().parent.parent
-ADMIN_URL = os.environ.get("BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432/postgres")
 DATABASE = f"railyard_bench_schedules_{os.getpid()}"
 VAR = Path(tempfile.mkdtemp(prefix="railyard-bench-schedules-"))
 os.environ.update(
     RAILYARD_VAR_DIR=str(VAR),
     RAILYARD_DATA_DIR=str(VAR / "data"),
-    DATABASE_URL=ADMIN_URL.rsplit("/", 1)[0] + "/" + DATABASE,
+    DATABASE_URL=database_url(DATABASE),
     DJANGO_SETTINGS_MODULE="railyard_site.settings",
     LOG_LEVEL="ERROR",
 )
@@ -145,9 +144,7 @@ def replicas(moment: datetime) -> dict:
 
 
 def main() -> None:
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{DATABASE}"')
-    try:
+    with throwaway_database(DATABASE):
         user, request = setup()
         seconds = add_models(user, request, MODELS)
         print(f"defined {MODELS} models with daily 03:00 Europe/Dublin schedules in {seconds:.1f} s")
@@ -160,12 +157,6 @@ def main() -> None:
 
         Run.objects.update(status="succeeded")  # yesterday's retrains ended (concurrency: forbid)
         print("two replicas:", json.dumps(replicas(datetime(2026, 11, 3, 3, 0, 30, tzinfo=DUBLIN))))
-    finally:
-        from django.db import connections
-
-        connections.close_all()
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
 
 
 if __name__ == "__main__":
