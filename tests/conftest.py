@@ -122,6 +122,16 @@ def wait_for_terminal(run: Run, reconcile, timeout: float = 300.0) -> Run:
     raise AssertionError(f"run {run.pk} still {run.status} after {timeout}s")
 
 
+def wait_until(predicate, timeout: float = 300.0, every: float = 0.2) -> None:
+    """Check a condition until it holds (a generous limit: CI shares its cores)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(every)
+    raise AssertionError(f"the condition did not hold within {timeout}s")
+
+
 def launched(run: Run, handle: dict | None = None, running: bool = False):
     """The run's job, launched (and running) as far as the records go; no executor is involved."""
     from training import states

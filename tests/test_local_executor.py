@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import wait_for_terminal
+from tests.conftest import wait_for_terminal, wait_until
 from training import executors, services, states, worker
 from training.executors import JobRef, job_ref
 from training.executors.local import LocalExecutor
@@ -50,15 +50,6 @@ def alive(pid: int) -> bool:
         return False
     state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     return state != "Z"
-
-
-def wait_until(predicate, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not reached")
 
 
 def job_of(run: Run) -> Job:

@@ -215,3 +215,28 @@ def test_a_profiles_memory_limit_reads_as_bytes(memory, limit):
     from training.executors.base import profile_memory
 
     assert profile_memory({"limits": {"memory": memory}} if memory else {}) == limit
+
+
+def test_a_packed_jobs_manifest_validates_names_its_runs_and_mounts_the_folder_of_them_all(settings):
+    request = inputs(settings).spec
+    packed = {
+        "spec": request,
+        "plan": None,
+        "generic": "file:///srv/railyard/artifacts/runs/43/attempt-1",
+        "runs": [
+            {"run_id": str(pk), "out": f"file:///srv/railyard/artifacts/runs/{pk}/attempt-1", "segment": {"value": pk}}
+            for pk in (44, 45, 46)
+        ],
+    }
+    made = job(
+        settings,
+        spec=packed,
+        artifact_uri="file:///srv/railyard/artifacts/runs/42/attempt-1/jobs/7",
+        run_ids=(44, 45, 46),
+    )
+    kubernetes_validate.validate(made, KUBERNETES_VERSION, strict=True)
+    assert made["metadata"]["annotations"]["railyard.dev/run-ids"] == "44,45,46"
+    pod = made["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["artifacts"]["hostPath"]["path"] == "/srv/railyard/artifacts/runs"
+    assert sorted(v["hostPath"]["path"] for name, v in volumes.items() if name.startswith("data-")) == ["/srv/data"]

@@ -25,6 +25,7 @@ from training import access, artifacts, logs, services, webhooks
 from training.conf import railyard
 from training.models import Run, RunQuerySet, Webhook, Workflow
 from training.openapi import run_request_schema
+from training.segments import services as segments
 from training.serializers import (
     ComputeResourceSerializer,
     DeliverySerializer,
@@ -211,6 +212,11 @@ class RunList(generics.ListAPIView):
         for param, field in filters.items():
             if params.get(param):
                 runs = runs.filter(**{field: params[param]})
+        # A segmented request's children are listed under it (`parent`), not among everyone's runs.
+        if params.get("parent"):
+            runs = runs.filter(parent_id=whole_number(params["parent"], "parent", MAX_CURSOR))
+        else:
+            runs = runs.filter(parent__isnull=True)
         if query := params.get("q", "").strip():
             runs = runs.filter(model_description__icontains=query)  # a trigram index serves it on PostgreSQL
         return runs
@@ -220,6 +226,9 @@ class RunList(generics.ListAPIView):
             OpenApiParameter("status", str, enum=[status.value for status in RunStatus]),
             *(OpenApiParameter(p, str) for p in ("project", "workflow_name", "user")),
             OpenApiParameter("q", str, description="Runs whose description contains this (any case)."),
+            OpenApiParameter(
+                "parent", int, description="The runs of this segmented request (else only runs of no request's)."
+            ),
         ],
         responses={200: RunSerializer(many=True), **INPUT_ERROR, 401: COMMON_ERRORS[401], 404: COMMON_ERRORS[404]},
     )
@@ -292,16 +301,45 @@ class CancelRun(RunAction):
 
 class RetryRun(RunAction):
     @extend_schema(
-        request=None,
+        request={
+            "application/json": {
+                "type": "object",
+                "properties": {
+                    "failed_only": {
+                        "type": "boolean",
+                        "description": "A failed segmented request: retrain only its failed children, in place.",
+                    }
+                },
+                "additionalProperties": False,
+            }
+        },
         responses={
-            201: RunSerializer,
+            201: OpenApiResponse(RunSerializer, description="A new run of the same request was queued."),
+            200: OpenApiResponse(RunSerializer, description="failed_only: the request runs again (same run)."),
             **COMMON_ERRORS,
             400: OpenApiResponse(ErrorSerializer, description="The run's request no longer validates."),
         },
     )
     def post(self, request: Request, pk: int) -> Response:
-        new_run = services.retry(self.run(request, pk), request.user)
-        return Response(RunSerializer(new_run, context={"request": request}).data, status=status.HTTP_201_CREATED)
+        run = self.run(request, pk)
+        body = parse_body(request.body) if request.body.strip() else {}
+        if not isinstance(body, dict) or set(body) - {"failed_only"}:
+            raise InvalidRequest({"body": ['Send nothing, or {"failed_only": true}.']})
+        failed_only = body.get("failed_only", False)
+        if not isinstance(failed_only, bool):
+            raise InvalidRequest({"failed_only": ["Must be true or false."]})
+        if run.parent_id:
+            detail = f"Run {run.pk} is part of run {run.parent_id}: retry that one with failed_only."
+            return Response({"detail": detail}, status=status.HTTP_400_BAD_REQUEST)
+        context = {"request": request}
+        if failed_only:
+            try:
+                run = segments.retry_failed(run, request.user.get_username())
+            except segments.CannotRetry as exc:
+                return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+            return Response(RunSerializer(run, context=context).data)
+        new_run = services.retry(run, request.user)
+        return Response(RunSerializer(new_run, context=context).data, status=status.HTTP_201_CREATED)
 
 
 class RunLogs(RunAction):

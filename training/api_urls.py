@@ -2,6 +2,7 @@ from django.urls import path
 
 from training import api
 from training.retraining import api as retraining
+from training.segments import api as segments_api
 
 urlpatterns = [
     path("runs", api.RunList.as_view(), name="api-runs"),
@@ -9,6 +10,7 @@ urlpatterns = [
     path("runs/<int:pk>/cancel", api.CancelRun.as_view(), name="api-run-cancel"),
     path("runs/<int:pk>/retry", api.RetryRun.as_view(), name="api-run-retry"),
     path("runs/<int:pk>/logs", api.RunLogs.as_view(), name="api-run-logs"),
+    path("runs/<int:pk>/segments", segments_api.RunSegments.as_view(), name="api-run-segments"),
     path("runs/<int:pk>/artifacts/<str:name>", api.RunArtifact.as_view(), name="api-run-artifact"),
     path("workflows", api.WorkflowList.as_view(), name="api-workflows"),
     path("compute-resources", api.compute_resources, name="api-compute-resources"),

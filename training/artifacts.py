@@ -1,4 +1,4 @@
-"""Reading a run's artifacts back from the store it was written to."""
+"""A run's artifacts: recorded as the worker finds them in the store, and read back from it."""
 
 from __future__ import annotations
 
@@ -6,10 +6,31 @@ import json
 import logging
 from typing import Any, BinaryIO
 
-from railyard_trainer.storage import ArtifactNotFound, StoreError, open_store
+from railyard_trainer.storage import ArtifactNotFound, StoreError, open_store, sha256_hex
 from training.models import Artifact, Run
 
 log = logging.getLogger(__name__)
+
+
+def entry(run: Run, name: str, data: bytes, content_type: str) -> dict:
+    """A manifest entry for bytes of the run's current attempt (its URI, size and sha256)."""
+    return {
+        "name": name,
+        "uri": f"{run.artifact_uri}/{name}",
+        "size": len(data),
+        "sha256": sha256_hex(data),
+        "content_type": content_type,
+    }
+
+
+def record(run: Run, entry: dict) -> None:
+    """The run's current attempt has this artifact (a manifest entry), once."""
+    Artifact.objects.update_or_create(
+        run=run,
+        attempt=run.attempt,
+        name=entry["name"],
+        defaults={k: entry[k] for k in ("uri", "size", "sha256", "content_type")},
+    )
 
 
 def read_bytes(run: Run, name: str) -> bytes | None:

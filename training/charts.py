@@ -184,6 +184,38 @@ def retrains(runs: list, metric: str, champions: set[int], moves: dict[int, str]
     return [to_spec(fig)]
 
 
+def segment_differences(segments: list) -> list[dict]:
+    """Each segment's model minus the generic model on the segment's own rows, with its interval,
+    smallest first; the segments whose model serves them in another colour."""
+    if not segments:
+        return []
+    metric = segments[0].metric
+    fig = _figure(f"{metric}: segment model minus generic model", "Segments (by difference)", "Difference")
+    for winner, colour in (("generic", "#8a8f98"), ("segment", "#1f6feb")):
+        shown = [(i, s) for i, s in enumerate(segments) if s.winner == winner]
+        if not shown:
+            continue
+        fig.add_scatter(
+            x=[i for i, _ in shown],
+            y=[s.difference for _, s in shown],
+            mode="markers",
+            name=f"served by the {winner} model",
+            marker=dict(color=colour, size=6),
+            error_y=dict(
+                type="data",
+                symmetric=False,
+                array=[(s.interval or {}).get("high", s.difference) - s.difference for _, s in shown],
+                arrayminus=[s.difference - (s.interval or {}).get("low", s.difference) for _, s in shown],
+                thickness=1,
+            ),
+            text=[s.name for _, s in shown],
+            hovertemplate="%{text}: %{y:.4f}<extra></extra>",
+        )
+    fig.add_hline(y=0, line=dict(dash="dot", color="#999"))
+    fig.update_xaxes(showticklabels=False)
+    return [to_spec(fig)]
+
+
 def sparkline(values: list[float], width: int = 120, height: int = 24) -> str:
     """The points of an inline SVG polyline of `values` (oldest first); empty with fewer than two."""
     if len(values) < 2:

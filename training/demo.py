@@ -191,3 +191,59 @@ def s3_demo_request(uri: str) -> dict:
         f for f in request["train"]["classifier_features"] if f not in ("merchant_category", "merchant_age_days")
     ]
     return request
+
+
+#: Synthetic merchants for segmented requests, m00 … m49: fraud rises with x1, except at the first
+#: SEGMENT_OWN of them, where it falls with x1 (a generic model ranks their charges backwards); x2 is
+#: noise everywhere.
+SEGMENT_MERCHANTS, SEGMENT_OWN, SEGMENT_ROWS = 50, 10, 1200
+#: Merchants with fewer rows than a segment model needs (min_rows 500).
+SMALL_MERCHANTS = ("s0", "s1", "s2")
+
+
+def write_segmented(
+    path: Path, merchants: int = SEGMENT_MERCHANTS, own: int = SEGMENT_OWN, rows: int = SEGMENT_ROWS, seed: int = 7
+) -> Path:
+    """A parquet file of charges by merchant: `x1`, `x2`, `merchant`, `charge_id`, their `day` (the first
+    half of 2026) and the label `fraud`."""
+    rng = np.random.default_rng(seed)
+    names = [f"m{i:02d}" for i in range(merchants)]
+    sizes = {name: rows for name in names} | {name: 150 for name in SMALL_MERCHANTS}
+    parts = []
+    for name, size in sizes.items():
+        x1, x2 = rng.normal(size=size), rng.normal(size=size)
+        special = name in names and names.index(name) < own
+        signal = -2 * x1 if special else 1.5 * x1
+        fraud = (rng.random(size) < 1 / (1 + np.exp(-signal))).astype(int)
+        day = pd.Timestamp("2026-01-01") + pd.to_timedelta(rng.integers(0, 181, size), unit="D")
+        parts.append(pd.DataFrame({"merchant": name, "day": day, "x1": x1, "x2": x2, "fraud": fraud}))
+    frame = pd.concat(parts, ignore_index=True)
+    frame.insert(0, "charge_id", np.arange(len(frame)) + 1000)
+    frame.to_parquet(path, index=False)
+    return path
+
+
+def segmented_request(path: Path, **segment_by) -> dict:
+    """A request for a generic model and one per merchant with at least 500 training rows."""
+    return {
+        "project": "merchants",
+        "compute_resource": "cpu",
+        "data": {
+            "features": [
+                {
+                    "names": ["charge_id", "merchant", "x1", "x2", "fraud"],
+                    "source": "file",
+                    "format": "parquet",
+                    "path": str(path),
+                }
+            ],
+            "id_column": "charge_id",
+            "holdout_sampling": {"sampling_function": "RANDOM", "fraction": 0.25, "seed": 3},
+        },
+        "train": {
+            "workflow_name": "logistic_regression",
+            "classifier_features": ["x1", "x2"],
+            "label": "fraud",
+            "segment_by": {"column": "merchant", "min_rows": 500, **segment_by},
+        },
+    }

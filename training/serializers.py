@@ -50,7 +50,9 @@ class JobSerializer(serializers.ModelSerializer):
 
 class RunSerializer(serializers.ModelSerializer):
     project = serializers.CharField(source="project.name")
-    workflow_name = serializers.CharField(source="workflow.name")
+    workflow_name = serializers.CharField(
+        source="workflow.name", allow_null=True, help_text="None for a composition, which trains no workflow."
+    )
     owner = serializers.CharField(source="owner.username")
     url = serializers.SerializerMethodField()
     model = serializers.CharField(source="model.name", allow_null=True, help_text="The model it retrains, if any.")
@@ -83,7 +85,14 @@ class RunSerializer(serializers.ModelSerializer):
             "model",
             "scheduled_time",
             "timezone",
+            "kind",
+            "parent",
+            "segment",
         ]
+        extra_kwargs = {
+            "parent": {"help_text": "The segmented request this run is part of (its generic or a segment's model)."},
+            "segment": {"help_text": "A segment's run: the value of the segment column it trains on."},
+        }
 
     @extend_schema_field(serializers.DateTimeField(allow_null=True))
     def get_scheduled_time(self, run: Run) -> str | None:

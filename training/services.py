@@ -11,10 +11,11 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from railyard_trainer.schema import InvalidRequest, check_json
-from railyard_trainer.vocabulary import FILE, RunStatus
-from training import contract, states
+from railyard_trainer.vocabulary import DEFAULT_SEGMENT_JOBS, FILE, RunKind, RunStatus
+from training import compositions, contract, states
 from training.conf import railyard
 from training.models import IdempotencyKey, Project, Run, RunEvent, Workflow
+from training.segments import services as segments
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 MAX_IDEMPOTENCY_KEY = 255
@@ -48,6 +49,10 @@ def resolve_spec(clean: dict, run_id: int) -> dict:
     for source in spec["data"]["features"]:
         if source["source"] == FILE:
             source["path"] = str(contract.data_file(source["path"]))
+    segment_by = spec.get("train", {}).get("segment_by")
+    if segment_by and segment_by["jobs"] is None:  # the compute profile's number of jobs, else the default
+        profile = railyard.compute_resources.get(clean["compute_resource"], {})
+        segment_by["jobs"] = profile.get("segment_jobs", DEFAULT_SEGMENT_JOBS)
     spec["run_id"] = str(run_id)
     spec["seed"] = spec["data"]["holdout_sampling"].get("seed", 0)
     return spec
@@ -121,15 +126,19 @@ def queue_run(
     worker's next pass (the scheduler fires many at once)."""
     from training import tasks
 
+    composed = compositions.members(owner, clean) if "compose" in clean else None
+    segmented = composed is None and bool(clean["train"].get("segment_by"))
+    kind = RunKind.COMPOSITION if composed is not None else RunKind.SEGMENTED if segmented else RunKind.SINGLE
     # No savepoint of its own: within a caller's transaction (a fire, an idempotent submit) a
     # failure here fails the caller's whole transaction.
     with transaction.atomic(savepoint=False):
         project, _ = Project.objects.get_or_create(name=clean["project"])
         run = Run.objects.create(
+            kind=kind,
             owner=owner,
             user=clean["user"] or owner.get_username(),
             project=project,
-            workflow=Workflow.objects.get(name=clean["train"]["workflow_name"]),
+            workflow=None if composed is not None else Workflow.objects.get(name=clean["train"]["workflow_name"]),
             model_description=clean["model_description"],
             compute_resource=clean["compute_resource"],
             request=payload,
@@ -140,12 +149,16 @@ def queue_run(
             **lineage,
         )
         run.spec = resolve_spec(clean, run.pk)
+        if composed is not None:
+            run.spec = compositions.complete(run.spec, composed)
         if challenge:
             run.spec["challenge"] = challenge
         run.artifact_uri = railyard.run_artifact_uri(run.pk, run.attempt)
         run.save(update_fields=["spec", "artifact_uri"])
         reason = f"retry of run {retried_from.pk}" if retried_from else reason
         RunEvent.objects.create(run=run, new_status=RunStatus.QUEUED, reason=reason, actor=owner.get_username())
+        if segmented:
+            segments.start(run)
         if notify:
             transaction.on_commit(tasks.enqueue_dispatch)
     return run
@@ -164,8 +177,10 @@ def cancel(run: Run, actor: str) -> bool:
 
     if run.state.is_terminal:
         return False
-    if not states.cancel(run, actor=actor, reason=f"cancelled by {actor}"):
-        return False
+    with transaction.atomic():
+        if not states.cancel(run, actor=actor, reason=f"cancelled by {actor}"):
+            return False
+        segments.cancel_children(run, actor)
     if run.memberships.filter(attempt=run.attempt).exists():  # it has a job (launched, or about to be)
         transaction.on_commit(lambda: tasks.enqueue_stop(run.pk))
     return True

@@ -150,7 +150,17 @@ def carried(job: Job) -> list[Run]:
 
 #: What following a job needs of its runs; the rest (the kilobytes of request and spec JSON, metrics)
 #: is read only when a run is finished.
-OBSERVED_RUN_FIELDS = ("id", "status", "attempt", "executor", "compute_resource", "artifact_uri", "status_message")
+OBSERVED_RUN_FIELDS = (
+    "id",
+    "status",
+    "attempt",
+    "executor",
+    "compute_resource",
+    "artifact_uri",
+    "status_message",
+    "kind",
+    "parent_id",
+)
 
 
 def carried_by(jobs: list[Job]) -> dict[int, list[Run]]:
@@ -210,6 +220,15 @@ def open_jobs(runs: list[Run]) -> dict[int, Job]:
         for run in missing:
             jobs[run.pk] = _open_one(run)
     return jobs
+
+
+def pack(runs: list[Run], reason: str) -> Job:
+    """One pending job carrying several queued runs' current attempts (a segmented request's runs)."""
+    first = runs[0]
+    job = Job.objects.create(executor=first.executor, attempt=first.attempt, compute_resource=first.compute_resource)
+    JobRun.objects.bulk_create([JobRun(job=job, run=run, attempt=run.attempt) for run in runs])
+    JobEvent.objects.create(job=job, new_status=JobStatus.PENDING, reason=reason, actor=WORKER)
+    return job
 
 
 def _open_one(run: Run) -> Job:
@@ -342,6 +361,18 @@ def mark_failed(run: Run, reason: str, actor: str = WORKER, operator: bool = Fal
 
 def cancel(run: Run, actor: str, reason: str = "cancelled") -> bool:
     return transition(run, RunStatus.CANCELLED, reason=reason, actor=actor)
+
+
+def reopen(run: Run, actor: str, reason: str) -> bool:
+    """A segmented request that failed runs again while its failed children retrain (`failed_only`)."""
+    return transition(
+        run, RunStatus.RUNNING, reason=reason, actor=actor, operator=True, failure_reason="", finished_at=None
+    )
+
+
+def retrain(run: Run, actor: str, reason: str) -> bool:
+    """A failed child of a segmented request back to the queue as a new attempt (`failed_only`)."""
+    return _next_attempt(run, reason, actor=actor, operator=True)
 
 
 def requeue(run: Run, actor: str, reason: str = "requeued by an operator") -> bool:

@@ -27,7 +27,9 @@ from training import access, artifacts, charts, compare, services
 from training.conf import railyard
 from training.forms import LaunchForm, initial_from_request
 from training.logs import progress, run_log, time_left
-from training.models import Project, Run, Workflow
+from training.models import Project, Run, Segment, Workflow
+from training.segments import services as segmented
+from training.segments import views as segments
 
 LOG_TAIL_LINES = 200
 PAGE_SIZE = 25
@@ -63,7 +65,8 @@ def _date(value: str) -> date | None:
 @login_required
 def run_list(request: HttpRequest) -> HttpResponse:
     """Newest first, paged by a cursor (the last id seen), so no page counts the whole table."""
-    runs = access.runs_for(request.user).with_related().order_by("-id")
+    # A segmented request's children are on its page, not in everyone's list.
+    runs = access.runs_for(request.user).filter(parent__isnull=True).with_related().order_by("-id")
     filters: dict[str, str] = {}
     for param, field in FILTERS.items():
         if value := request.GET.get(param, "").strip():
@@ -139,6 +142,9 @@ def curl_command(request: HttpRequest, run: Run) -> str:
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(access.runs_for(request.user).with_history(), pk=pk)
     results, specs = _results(run)
+    segmented = segments.context(request, run)
+    specs = segmented.pop("segment_chart", []) + specs
+    results["has_charts"] = bool(specs)
     log_tail = run_log(run, LOG_TAIL_LINES)
     stage, percent = progress(log_tail)
     return render(
@@ -161,8 +167,26 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
                 (a for a in run.artifacts.all() if a.attempt != run.attempt), key=lambda a: (-a.attempt, a.name)
             ),
             **results,
+            **segmented,
+            "segment": Segment.objects.filter(run=run).first() if run.kind == v.RunKind.SEGMENT else None,
+            "composition": _composition(request.user, run),
         },
     )
+
+
+def _composition(user: AbstractBaseUser, run: Run) -> dict | None:
+    """A composition's members beside it: each one's score on the composition's holdout and on its own."""
+    if run.kind != v.RunKind.COMPOSITION or run.status != RunStatus.SUCCEEDED:
+        return None
+    summary = artifacts.read_json(run, v.COMPOSITION) or {}
+    visible = access.runs_for(user).in_bulk([member["run"] for member in summary.get("members", [])])
+    rows = [
+        {"run": visible.get(member["run"]), "id": member["run"], "here": member["score"]}
+        for member in summary.get("members", [])
+    ]
+    for row in rows:
+        row["own"] = (row["run"].metrics or {}).get(summary.get("metric")) if row["run"] else None
+    return {**summary, "rows": rows}
 
 
 @login_required
@@ -256,7 +280,16 @@ def cancel(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def retry(request: HttpRequest, pk: int) -> HttpResponse:
-    new_run = services.retry(get_object_or_404(access.runs_for(request.user), pk=pk), request.user)
+    run = get_object_or_404(access.runs_for(request.user), pk=pk)
+    if request.POST.get("failed_only"):
+        try:
+            run = segmented.retry_failed(run, request.user.get_username())
+        except segmented.CannotRetry as exc:
+            messages.error(request, str(exc))
+            return redirect(run)
+        messages.success(request, f"Run {pk} retrains its failed segment models.")
+        return redirect(run)
+    new_run = services.retry(run, request.user)
     messages.success(request, f"Run {new_run.pk} queued as a retry of run {pk}.")
     return redirect(new_run)
 

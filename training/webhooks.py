@@ -167,7 +167,7 @@ def _run(run: Run) -> dict:
         "status": run.status,
         "project": run.project.name,
         "model": run.model.name if run.model_id else None,
-        "workflow_name": run.workflow.name,
+        "workflow_name": run.workflow.name if run.workflow_id else None,
         "metrics": run.metrics or {},
         "failure_reason": run.failure_reason,
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,

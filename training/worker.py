@@ -13,12 +13,13 @@ import time
 from datetime import datetime, timedelta
 
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from railyard_trainer import vocabulary as v
-from railyard_trainer.storage import ArtifactNotFound, StoreError, open_store, sha256_hex
-from railyard_trainer.vocabulary import JOB_ACTIVE, Cause, JobStatus, RunStatus
-from training import leases, metrics, provenance, states
+from railyard_trainer.storage import ArtifactNotFound, StoreError, open_store
+from railyard_trainer.vocabulary import JOB_ACTIVE, Cause, JobStatus, RunKind, RunStatus
+from training import artifacts, leases, metrics, provenance, states
 from training.conf import railyard
 from training.executors import (
     Executor,
@@ -31,7 +32,8 @@ from training.executors import (
     job_ref,
 )
 from training.executors.base import trainer_environment
-from training.models import Artifact, Job, Run
+from training.models import Job, Run
+from training.segments import services as segments
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +112,11 @@ def _start_batch(
 ) -> bool:
     """Start each claimed job, adding (job, handle) to `started`; False when dispatching must stop."""
     claimed = time.monotonic()
+    seen: set[int] = set()
     for job, run in batch:
+        if job.pk in seen:
+            continue  # a packed job carries several of the claimed runs: it starts once
+        seen.add(job.pk)
         if lease is not None and not lease.renew():
             log.warning("dispatching for %s stopped: the lease passed to another worker", executor.name)
             return False
@@ -138,19 +144,25 @@ def job_inputs(job: Job, run: Run, executor: Executor) -> JobInputs:
     """What the executor needs to start the job, as plain values."""
     profile = railyard.compute_resources[job.compute_resource]
     roots = [str(root) for root in railyard.data_roots]
+    spec, artifact_uri, run_ids = run.spec, run.artifact_uri, (run.pk,)
+    if segments.is_packed(run):
+        runs = list(Run.objects.filter(memberships__job=job, memberships__attempt=F("attempt")).order_by("pk"))
+        spec, artifact_uri = segments.job_spec(job, runs)
+        run, run_ids = runs[0], tuple(r.pk for r in runs)
     return JobInputs(
         job_id=job.pk,
         attempt=job.attempt,
         run_id=run.pk,
-        spec=run.spec,
-        artifact_uri=run.artifact_uri,
+        spec=spec,
+        artifact_uri=artifact_uri,
         project=run.project.name,
-        workflow=run.workflow.name,
+        workflow=run.workflow.name if run.workflow_id else v.COMPOSITION_WORKFLOW,
         compute_resource=job.compute_resource,
         profile=profile,
         image=railyard.trainer_image,
         timeout_seconds=railyard.run_timeout,
         env=trainer_environment(executor.trainer_settings, roots, executor.threads(profile)),
+        run_ids=run_ids,
     )
 
 
@@ -253,11 +265,19 @@ def apply(job: Job, outcome: Outcome, runs: list[Run] | None = None) -> bool:
                 note(run, outcome.message)
         return False
     if outcome.phase == JobPhase.SUCCEEDED:
-        for run in runs:
-            if run.state.is_active:
+        # A segmented request's parent last: it plans once its generic model has finished.
+        for run in sorted(runs, key=lambda run: run.kind == RunKind.SEGMENTED):
+            if not run.state.is_active:
+                continue
+            if run.kind == RunKind.SEGMENTED:
+                segments.planned(run)
+            else:
                 finish_succeeded(job, run)
-        return states.end_job(job, JobStatus.SUCCEEDED)
-    return fail_job(job, runs, outcome)
+        ended = states.end_job(job, JobStatus.SUCCEEDED)
+    else:
+        ended = fail_job(job, runs, outcome)
+    segments.settle(sorted({run.parent_id for run in runs if run.parent_id}))
+    return ended
 
 
 def _timed_out(job: Job) -> bool:
@@ -272,6 +292,9 @@ def fail_job(job: Job, runs: list[Run], outcome: Outcome) -> bool:
     for run in runs:
         if not run.state.is_active:
             continue
+        if segments.is_packed(run) and run.kind != RunKind.SEGMENTED and _complete(run):
+            finish_succeeded(job, run)  # a packed job's run that finished before the job died
+            continue
         larger = _larger_profile(job, run) if cause == Cause.OOM else None
         if larger is None:
             _fail(job, run, outcome.message)
@@ -283,6 +306,15 @@ def fail_job(job: Job, runs: list[Run], outcome: Outcome) -> bool:
             f"retried on {larger} after running out of memory on {job.compute_resource}: {outcome.message}",
         )
     return _end_failed(job, outcome)
+
+
+def _complete(run: Run) -> bool:
+    """Whether the run's trainer wrote its manifest (the last of its artifacts)."""
+    try:
+        open_store(run.artifact_uri).describe(v.MANIFEST)
+    except ArtifactNotFound:
+        return False
+    return True
 
 
 def _end_failed(job: Job, outcome: Outcome) -> bool:
@@ -323,7 +355,7 @@ def _fail(job: Job, run: Run, reason: str) -> bool:
             raw = store.get(name)
         except ArtifactNotFound:
             continue
-        _save_artifact(run, _entry(run, name, raw, "application/json"))
+        artifacts.record(run, artifacts.entry(run, name, raw, "application/json"))
         if name == v.ERROR:
             error = json.loads(raw)
             kind = ERROR_KINDS.get(error.get("kind"), "trainer crashed")
@@ -339,8 +371,8 @@ def finish_succeeded(job: Job, run: Run) -> bool:
         manifest = json.loads(store.get(v.MANIFEST))
     except ArtifactNotFound:
         return _fail(job, run, "the trainer exited successfully but wrote no manifest.json")
-    artifacts = manifest["artifacts"]
-    for entry in artifacts:
+    listed_entries = manifest["artifacts"]
+    for entry in listed_entries:
         # What the store says of each file (a HEAD on S3), never the model downloaded again.
         try:
             size, recorded = store.describe(entry["name"])
@@ -350,14 +382,17 @@ def finish_succeeded(job: Job, run: Run) -> bool:
             return _fail(job, run, f"artifact {entry['name']} does not match its recorded size and sha256")
     metrics = json.loads(store.get(v.METRICS_FILE))
     summary = json.loads(store.get(v.METADATA)).get("data_summary", {})
-    listed = {entry["name"] for entry in artifacts}
+    listed = {entry["name"] for entry in listed_entries}
     comparison = json.loads(store.get(v.COMPARISON)) if v.COMPARISON in listed else None
+    versus = json.loads(store.get(v.SEGMENT)) if v.SEGMENT in listed else None
     log_artifact = _keep_log(job, run)
     with transaction.atomic():
-        for entry in artifacts:
-            _save_artifact(run, entry)
+        if versus is not None:
+            segments.child_succeeded(run, versus)
+        for entry in listed_entries:
+            artifacts.record(run, entry)
         if log_artifact:
-            _save_artifact(run, log_artifact)
+            artifacts.record(run, log_artifact)
         summary, reason = provenance.compared(run, summary)
         extra = {"comparison": comparison} if comparison is not None else {}
         return states.mark_succeeded(run, metrics=metrics, data_summary=summary, reason=reason, **extra)
@@ -374,14 +409,15 @@ def _keep_log(job: Job, run: Run) -> dict | None:
     store = open_store(run.artifact_uri)
     problem: ExecutorError | None = None
     try:
-        text = get_executor(job.executor).logs(job_ref(job))
+        # A packed job's log is every run's: each of its runs keeps the part the trainer wrote for it.
+        text = "" if run.kind in segments.CHILDREN else get_executor(job.executor).logs(job_ref(job))
     except ExecutorError as exc:
         text, problem = "", exc
     if text:
         entry = store.put(v.LOG, text.encode(), "text/plain; charset=utf-8").to_dict()
     else:
         try:
-            entry = _entry(run, v.LOG, store.get(v.LOG), "text/plain; charset=utf-8")
+            entry = artifacts.entry(run, v.LOG, store.get(v.LOG), "text/plain; charset=utf-8")
         except ArtifactNotFound:
             if isinstance(problem, ExecutorUnavailable) and _still_waiting(job, run):
                 raise LogNotReady(str(problem)) from problem
@@ -392,7 +428,7 @@ def _keep_log(job: Job, run: Run) -> dict | None:
         if problem:
             log.warning("run %s: kept the trainer's own copy of its log; the executor's failed: %s", run.pk, problem)
     _LOG_WAITS.pop((job.pk, run.pk), None)
-    _save_artifact(run, entry)
+    artifacts.record(run, entry)
     return entry
 
 
@@ -408,25 +444,6 @@ _LOG_WAITS: dict[tuple[int, int], datetime] = {}
 def _still_waiting(job: Job, run: Run) -> bool:
     first = _LOG_WAITS.setdefault((job.pk, run.pk), timezone.now())
     return timezone.now() - first < LOG_WAIT
-
-
-def _entry(run: Run, name: str, data: bytes, content_type: str) -> dict:
-    return {
-        "name": name,
-        "uri": f"{run.artifact_uri}/{name}",
-        "size": len(data),
-        "sha256": sha256_hex(data),
-        "content_type": content_type,
-    }
-
-
-def _save_artifact(run: Run, entry: dict) -> None:
-    Artifact.objects.update_or_create(
-        run=run,
-        attempt=run.attempt,
-        name=entry["name"],
-        defaults={k: entry[k] for k in ("uri", "size", "sha256", "content_type")},
-    )
 
 
 def sweep(executor_name: str | None = None) -> list[str]:

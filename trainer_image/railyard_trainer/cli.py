@@ -16,16 +16,28 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from railyard_trainer import vocabulary as v
-from railyard_trainer.errors import EXIT_BAD_DATA, EXIT_CRASH, EXIT_OK, EXIT_OUT_OF_MEMORY, BadDataError
+from railyard_trainer.errors import EXIT_OK, failure, write_error
 from railyard_trainer.stages import THREADS_ENV, StoredLog, log
-from railyard_trainer.storage import ArtifactStore, StoreError, open_store
+from railyard_trainer.storage import ArtifactStore, open_store
 
 
 def _train(args: argparse.Namespace) -> int:
     store = open_store(args.out)
-    with StoredLog(store).capturing(), _thread_budget():
-        return _train_into(args, store)
+    raw = _read_spec(args.spec)
+    # A packed job's runs each keep their own log; the job's own copy is saved less often.
+    with StoredLog(store, at_stages=not _is_job(raw)).capturing(), _thread_budget():
+        return _train_into(raw, store)
+
+
+def _read_spec(path: str) -> object:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        return exc
+
+
+def _is_job(raw: object) -> bool:
+    return isinstance(raw, dict) and "runs" in raw
 
 
 @contextmanager
@@ -42,29 +54,29 @@ def _thread_budget() -> Iterator[None]:
         yield
 
 
-def _train_into(args: argparse.Namespace, store: ArtifactStore) -> int:
-    from railyard_trainer.train import run
+def _train_into(raw: object, store: ArtifactStore) -> int:
+    try:
+        if isinstance(raw, Exception):
+            raise raw
+        if _is_job(raw):
+            from railyard_trainer.packed import run_job
 
-    try:
-        raw = json.loads(Path(args.spec).read_text())
-        run(raw, store)
+            run_job(raw, store)
+        elif isinstance(raw, dict) and "compose" in raw:
+            from railyard_trainer import composed
+
+            composed.run(raw, store)
+        else:
+            from railyard_trainer.train import run
+
+            run(raw, store)
         return EXIT_OK
-    except StoreError as exc:
-        # The store failing is not the data's fault: exit like a crash, so that a Job retries it.
-        kind, code, message = "storage", EXIT_CRASH, str(exc)
-    except MemoryError as exc:
-        kind, code = "oom", EXIT_OUT_OF_MEMORY
-        message = f"the trainer ran out of memory{': ' + str(exc) if str(exc) else ''}"
-    except (BadDataError, OSError, json.JSONDecodeError) as exc:
-        kind, code, message = "bad_data", EXIT_BAD_DATA, str(exc)
-    except Exception as exc:  # noqa: BLE001 - every crash must leave a reason behind
-        traceback.print_exc()
-        kind, code, message = "crash", EXIT_CRASH, f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # noqa: BLE001 - every failure must leave a reason behind
+        kind, code, message = failure(exc)
+        if kind == "crash":
+            traceback.print_exc()
     log(f"error kind={kind}: {message}")
-    try:
-        store.put(v.ERROR, json.dumps({"kind": kind, "message": message}).encode(), "application/json")
-    except (OSError, StoreError) as exc:
-        log(f"could not write error.json: {exc}")
+    write_error(store, kind, message)
     return code
 
 
@@ -79,8 +91,8 @@ def _workflows(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="railyard_trainer", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    train = commands.add_parser("train", help="train, evaluate and store one run")
-    train.add_argument("--spec", required=True, help="path of the resolved spec (JSON)")
+    train = commands.add_parser("train", help="train, evaluate and store one run (or a packed job's runs)")
+    train.add_argument("--spec", required=True, help="path of the resolved spec, or of a packed job's (JSON)")
     train.add_argument("--out", required=True, help="artifact URI of the run, e.g. file:///…/runs/42")
     train.set_defaults(handler=_train)
     workflows = commands.add_parser("workflows", help="print the installed workflows as JSON")

@@ -66,6 +66,13 @@ def outputs(task: str, estimator: Any, X: pd.DataFrame, positive: Any, threshold
     return Outputs(predicted, proba=proba, classes=classes)
 
 
+def truth_of(task: str, labels: np.ndarray, positive: Any) -> np.ndarray:
+    """The labels as metrics take them: 1 for a binary model's positive class, floats for regression."""
+    if task == BINARY:
+        return (labels == positive).astype(int)
+    return labels.astype(float) if task == REGRESSION else labels
+
+
 def metric(name: str, task: str, truth: np.ndarray, out: Outputs, weights: np.ndarray | None = None) -> float:
     """The metric on the rows, each counted `weights` times (a bootstrap resample); NaN where undefined."""
     if name in NEEDS_PROBABILITIES and task == BINARY and out.score is None:
@@ -227,7 +234,7 @@ def guard_segments(
         rows = values == value
         if rows.sum() < least:
             continue
-        parts = [_subset(o, rows) for o in (champion, challenger)]
+        parts = [subset(o, rows) for o in (champion, challenger)]
         before, after = (metric(name, task, truth[rows], part) for part in parts)
         if math.isnan(before) or math.isnan(after):
             continue
@@ -255,7 +262,7 @@ def guard_segments(
     }
 
 
-def _subset(out: Outputs, rows: np.ndarray) -> Outputs:
+def subset(out: Outputs, rows: np.ndarray) -> Outputs:
     return Outputs(
         out.predicted[rows],
         None if out.score is None else out.score[rows],
@@ -309,10 +316,7 @@ def _compare(challenge: dict, fitted: Challenger) -> dict:
     if missing:
         raise CannotCompare(f"the holdout rows lack the champion's feature(s) {', '.join(missing)}")
     classes = list(getattr(fitted.estimator, "classes_", []))
-    truth_raw = held[fitted.label].to_numpy()
-    truth = (truth_raw == positive).astype(int) if task == BINARY else truth_raw
-    if task == REGRESSION:
-        truth = truth.astype(float)
+    truth = truth_of(task, held[fitted.label].to_numpy(), positive)
     challenger = outputs(task, fitted.estimator, held[fitted.features], positive, threshold, classes)
     champion = outputs(task, champion_model, held[wanted], positive, threshold, classes)
     champion_score = metric(name, task, truth, champion)

@@ -1,9 +1,14 @@
-"""Holdout strategies: split the modelling frame into training and holdout rows."""
+"""Holdout strategies: split the modelling frame into training and holdout rows.
+
+A segmented request (`train.segment_by`) samples its random holdout within each segment value (and
+within each label value too when it stratifies): every segment holds out the request's fraction of
+its own rows, and the generic model and each segment's model see the same split."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
@@ -30,6 +35,8 @@ def split_randomly(frame: pd.DataFrame, spec: TrainSpec) -> Split:
     holdout = spec.holdout
     if not 0 < holdout.fraction < 1:
         raise BadDataError(f"holdout_sampling.fraction must be between 0 and 1, not {holdout.fraction}")
+    if spec.segment_by:
+        return split_within(frame, spec, spec.segment_by["column"])
     stratify = None
     if holdout.stratify:
         column = spec.label if holdout.stratify is True else holdout.stratify
@@ -43,6 +50,24 @@ def split_randomly(frame: pd.DataFrame, spec: TrainSpec) -> Split:
     except ValueError as exc:
         raise BadDataError(f"holdout_sampling: cannot split {len(frame)} rows: {exc}") from exc
     return training.sort_index(), held.sort_index()
+
+
+def split_within(frame: pd.DataFrame, spec: TrainSpec, column: str) -> Split:
+    """The fraction held out of each value of `column` (and of each label value within it when the
+    request stratifies): rows drawn by seeded random keys, the round(fraction * rows) lowest of each group."""
+    holdout = spec.holdout
+    groups = [column]
+    if holdout.stratify:
+        groups.append(spec.label if holdout.stratify is True else holdout.stratify)
+    for name in groups:
+        if name not in frame.columns:
+            raise BadDataError(f"column {name!r} is not loaded")
+    keys = pd.Series(np.random.default_rng(holdout.seed).random(len(frame)), index=frame.index)
+    by = [frame[name] for name in groups]
+    rank = keys.groupby(by, dropna=False, sort=False).rank(method="first")
+    size = keys.groupby(by, dropna=False, sort=False).transform("size")
+    held = rank <= np.round(size * holdout.fraction)
+    return frame.loc[~held], frame.loc[held]
 
 
 STRATEGIES: dict[str, Callable[[pd.DataFrame, TrainSpec], Split]] = {

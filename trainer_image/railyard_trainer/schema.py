@@ -20,12 +20,19 @@ from typing import Any
 from railyard_trainer import parameters
 from railyard_trainer.vocabulary import (
     COMPARISONS,
+    COMPOSE_METHODS,
     DATE_RANGE,
     DEFAULT_DECISION_THRESHOLD,
     DEFAULT_HOLDOUT_FRACTION,
+    DEFAULT_MAX_SEGMENTS,
+    DEFAULT_MIN_SEGMENT_ROWS,
+    DEFAULT_SEGMENT_MARGIN,
     FILE,
     FORMATS,
     LIST_PREDICATES,
+    MOST_MEMBERS,
+    MOST_SEGMENT_JOBS,
+    MOST_SEGMENTS,
     PREDICATES,
     RANDOM,
     S3,
@@ -37,14 +44,24 @@ from railyard_trainer.vocabulary import (
 #: How deep a request's JSON may nest (custom_params included); deeper is refused, not parsed.
 MAX_DEPTH = 64
 
-TOP_LEVEL = {"user", "project", "model_description", "compute_resource", "data", "train", "retry"}
+TOP_LEVEL = {"user", "project", "model_description", "compute_resource", "data", "train", "compose", "retry"}
 #: What the service adds to a request to make the trainer's spec.
-SPEC_ONLY = {"run_id", "seed", "challenge"}
+SPEC_ONLY = {"run_id", "seed", "challenge", "segment"}
 DATA_KEYS = {"features", "date_range", "filters", "holdout_sampling", "id_column"}
 SOURCE_KEYS = {"names", "source", "format", "path", "date_column", "join_on", "version_id"}
 FILTER_KEYS = {"feature_name", "predicate", "feature_value"}
 HOLDOUT_KEYS = {"sampling_function", "date_range", "fraction", "seed", "stratify"}
-TRAIN_KEYS = {"workflow_name", "classifier_features", "label", "custom_params", "positive_class", "decision_threshold"}
+TRAIN_KEYS = {
+    "workflow_name",
+    "classifier_features",
+    "label",
+    "custom_params",
+    "positive_class",
+    "decision_threshold",
+    "segment_by",
+}
+COMPOSE_KEYS = {"members", "method", "weights"}
+SEGMENT_BY_KEYS = {"column", "min_rows", "include_generic", "max_segments", "jobs", "min_improvement"}
 RETRY_KEYS = {"on_oom"}
 S3_PATH = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/|$)")
 
@@ -202,9 +219,14 @@ def check(payload: Any, catalogue: Catalogue) -> dict:
     """The cleaned request, with defaults filled in; InvalidRequest listing every bad field."""
     check_json(payload)
     c = _Checker()
-    request = c.obj(payload, "", TOP_LEVEL, ("project", "data", "train"))
+    request = c.obj(payload, "", TOP_LEVEL, ("project", "data"))
     if not isinstance(payload, dict):
         raise InvalidRequest(c.errors)
+    composing = "compose" in request
+    if composing and "train" in request:
+        c.add("compose", "Send either train (to train a model) or compose (to combine trained runs), not both.")
+    elif not composing and request.get("train") in (None, "", []):
+        c.add("train", "This field is required (or compose, to combine trained runs).")
 
     c.string(request.get("user"), "user", 150)
     project = request.get("project")
@@ -217,6 +239,7 @@ def check(payload: Any, catalogue: Catalogue) -> dict:
         known = ", ".join(catalogue.compute_resources)
         c.add("compute_resource", f"Unknown compute resource {compute!r}; choose one of {known}.")
     data, train = _check_training(c, request, catalogue)
+    compose = _check_compose(c, request["compose"]) if composing else None
     retry = c.obj(request.get("retry"), "retry", RETRY_KEYS) if "retry" in request else {}
     if not isinstance(retry.get("on_oom", True), bool):
         c.add("retry.on_oom", "Must be true or false.")
@@ -229,7 +252,7 @@ def check(payload: Any, catalogue: Catalogue) -> dict:
         "model_description": request.get("model_description", ""),
         "compute_resource": compute,
         "data": data,
-        "train": train,
+        **({"compose": compose} if composing else {"train": train}),
         "retry": {"on_oom": retry.get("on_oom", True)},
     }
 
@@ -270,10 +293,10 @@ def _check_training(c: _Checker, request: dict, catalogue: Catalogue | None) -> 
         else {}
     )
     _check_train(c, train, columns, catalogue.workflows if catalogue else None)
-    return (
-        {**data, "holdout_sampling": holdout, "filters": data.get("filters") or []},
-        {**train, "custom_params": train.get("custom_params") or {}},
-    )
+    clean_train = {**train, "custom_params": train.get("custom_params") or {}}
+    if "segment_by" in train:
+        clean_train["segment_by"] = _check_segment_by(c, train["segment_by"], columns, train.get("label"))
+    return {**data, "holdout_sampling": holdout, "filters": data.get("filters") or []}, clean_train
 
 
 def is_slug(value: str) -> bool:
@@ -437,3 +460,71 @@ def _check_train(
     elif workflows is not None and isinstance(name, str) and name in workflows:
         for path, problem in parameters.problems(name, workflows[name], params).items():
             c.add(path, problem)
+
+
+def _count(c: _Checker, value: Any, path: str, default: int | None, most: int) -> int | None:
+    """A whole number from 1 to `most`, or the default when absent."""
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+        c.add(path, f"Must be a whole number from 1 to {most}.")
+        return default
+    return value
+
+
+def _check_segment_by(c: _Checker, raw: Any, columns: set[str], label: str | None) -> dict:
+    """`train.segment_by` with its defaults (`jobs` stays None until the service picks the profile's)."""
+    path = "train.segment_by"
+    value = c.obj(raw, path, SEGMENT_BY_KEYS, ("column",))
+    column = c.string(value.get("column"), f"{path}.column")
+    if column and columns and column not in columns:
+        c.add(f"{path}.column", f"{column!r} is not among the feature sources' names.")
+    elif column and column == label:
+        c.add(f"{path}.column", f"The label {label!r} cannot also be the segment column.")
+    include_generic = value.get("include_generic", True)
+    if not isinstance(include_generic, bool):
+        c.add(f"{path}.include_generic", "Must be true or false.")
+    margin = value.get("min_improvement", DEFAULT_SEGMENT_MARGIN)
+    if isinstance(margin, bool) or not isinstance(margin, int | float) or not 0 <= margin < 1:
+        c.add(f"{path}.min_improvement", "Must be a number from 0 up to 1.")
+    return {
+        "column": column,
+        "min_rows": _count(c, value.get("min_rows"), f"{path}.min_rows", DEFAULT_MIN_SEGMENT_ROWS, 10**9),
+        "include_generic": include_generic,
+        "max_segments": _count(
+            c, value.get("max_segments"), f"{path}.max_segments", DEFAULT_MAX_SEGMENTS, MOST_SEGMENTS
+        ),
+        "jobs": _count(c, value.get("jobs"), f"{path}.jobs", None, MOST_SEGMENT_JOBS),
+        "min_improvement": margin,
+    }
+
+
+def _check_compose(c: _Checker, raw: Any) -> dict:
+    """`compose`: the runs to combine (their ids), how, and a weighted mean's weights. Whether the runs
+    exist, share a label and task and kept out of the holdout is the service's to check."""
+    value = c.obj(raw, "compose", COMPOSE_KEYS, ("members", "method"))
+    members, method, weights = value.get("members"), value.get("method"), value.get("weights")
+    if method is not None and method not in COMPOSE_METHODS:
+        c.add("compose.method", f"Unknown method {method!r}; choose one of {', '.join(COMPOSE_METHODS)}.")
+    if members is not None:
+        ids = members if isinstance(members, list) else None
+        if ids is None or not all(isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in ids):
+            c.add("compose.members", "Must be a list of run ids.")
+            members = None
+        elif len(set(ids)) != len(ids):
+            c.add("compose.members", "A run may be a member once.")
+        elif method == "routed" and len(ids) != 1:
+            c.add("compose.members", "routed takes one member: a segmented request, whose routing it follows.")
+        elif method in COMPOSE_METHODS and method != "routed" and not 2 <= len(ids) <= MOST_MEMBERS:
+            c.add("compose.members", f"Name from 2 to {MOST_MEMBERS} runs.")
+    if method == "weighted":
+        numbers = isinstance(weights, list) and all(
+            isinstance(w, int | float) and not isinstance(w, bool) and w >= 0 for w in weights
+        )
+        if not numbers or not sum(weights) > 0:
+            c.add("compose.weights", "A weighted mean needs a list of non-negative numbers, not all zero.")
+        elif isinstance(members, list) and len(weights) != len(members):
+            c.add("compose.weights", f"Give one weight per member ({len(members)}), not {len(weights)}.")
+    elif weights is not None:
+        c.add("compose.weights", "Only the weighted method takes weights.")
+    return {"members": members, "method": method, "weights": weights if method == "weighted" else None}

@@ -71,6 +71,10 @@ class TrainSpec:
     decision_threshold: float = DEFAULT_DECISION_THRESHOLD
     #: For a model's retrain: its champion to compare with (`railyard_trainer.comparison`); else None.
     challenge: dict | None = None
+    #: A segmented request's `train.segment_by` (column, min_rows, include_generic, max_segments, jobs).
+    segment_by: dict | None = None
+    #: A segment's run: the value of the segment column whose rows it trains on (None: every row).
+    segment: Any = None
 
     @property
     def date_column(self) -> str | None:
@@ -118,7 +122,29 @@ class TrainSpec:
             positive_class=train.get("positive_class"),
             decision_threshold=float(train.get("decision_threshold", DEFAULT_DECISION_THRESHOLD)),
             challenge=challenge,
+            segment_by=train.get("segment_by"),
+            segment=_segment(raw.get("segment"), train.get("segment_by")),
         )
+
+
+def segment_spec(request_spec: dict, run_id: int | str, segment: Any = None) -> dict:
+    """The spec of one run of a segmented request: the request's, with the run's id and segment value
+    (none: the generic model, on every row)."""
+    spec = {**request_spec, "run_id": str(run_id)}
+    spec.pop("segment", None)
+    spec.pop("challenge", None)  # a model's champion is the request's to meet, not each segment's
+    if segment is not None:
+        spec["segment"] = {"value": segment}
+    return spec
+
+
+def _segment(raw: Any, segment_by: dict | None) -> Any:
+    """The segment value of a segment's spec: `{"value": v}` under a `train.segment_by`."""
+    if raw is None:
+        return None
+    if segment_by is None or not isinstance(raw, dict) or set(raw) != {"value"}:
+        raise BadDataError('the spec is malformed: segment: must be {"value": …} beside train.segment_by')
+    return raw["value"]
 
 
 def _as_list(value: str | list[str] | None) -> list[str]:

@@ -45,15 +45,16 @@ def stage(name: str, details: dict | None = None, timings: dict[str, float] | No
 class StoredLog:
     """Everything the trainer prints, copied whole to the artifact store as `log.txt` as it goes.
 
-    The copy is written at every stage line, at most every `interval` seconds otherwise, and once
-    more at the end, so that the log outlives the process even when its executor's own log (a
-    pod's) cannot be read. A store that fails does not stop training.
+    The copy is written at every stage line (unless `at_stages` is off: a packed job's, whose runs
+    keep logs of their own), at most every `interval` seconds otherwise, and once more at the end, so
+    that the log outlives the process even when its executor's own log (a pod's) cannot be read. A
+    store that fails does not stop training.
     """
 
     NAME = v.LOG
 
-    def __init__(self, store: ArtifactStore, interval: float = 5.0):
-        self.store, self.interval = store, interval
+    def __init__(self, store: ArtifactStore, interval: float = 5.0, at_stages: bool = True):
+        self.store, self.interval, self.at_stages = store, interval, at_stages
         self.parts: list[str] = []
         self.saved_at = 0.0
 
@@ -69,7 +70,7 @@ class StoredLog:
 
     def add(self, text: str) -> None:
         self.parts.append(text)
-        if "stage=" in text or time.monotonic() - self.saved_at > self.interval:
+        if (self.at_stages and "stage=" in text) or time.monotonic() - self.saved_at > self.interval:
             self.save()
 
     def save(self) -> None:

@@ -6,6 +6,8 @@ import io
 import json
 import platform
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -29,24 +31,55 @@ LIBRARIES = ("railyard-trainer", "scikit-learn", "pandas", "numpy", "pyarrow", "
 POSITION = "__railyard_row_position__"
 
 
-def run(raw_spec: dict, store: ArtifactStore) -> dict[str, Any]:
-    """Train the spec's workflow and write its artifacts; returns the metrics."""
-    # A requeued run writes to the same place: what an earlier attempt concluded must not linger.
-    for stale in (v.MANIFEST, v.ERROR):
-        store.delete(stale)
-    written: list[StoredArtifact] = [store.put(v.SPEC, _json(raw_spec), "application/json")]
+@dataclass
+class Prepared:
+    """The rows a run trains and is evaluated on: loaded, filtered and split once (a packed job's runs
+    share them)."""
+
+    frame: pd.DataFrame  # the filtered rows, each with its POSITION
+    training: pd.DataFrame
+    held: pd.DataFrame
+    loaded_rows: int
+    sources: list[dict]
+    timings: dict[str, float]
+
+    def only(self, column: str, value: Any) -> Prepared:
+        """The rows of one segment value (BadDataError when it has no training rows)."""
+        parts = [part.loc[part[column] == value].reset_index(drop=True) for part in (self.training, self.held)]
+        if parts[0].empty:
+            raise BadDataError(f"segment {column}={value!r} has no training rows")
+        frame = self.frame.loc[self.frame[column] == value]
+        return Prepared(frame, parts[0], parts[1], self.loaded_rows, self.sources, dict(self.timings))
+
+
+@dataclass
+class Fitted:
+    """A run's fitted model with what it was evaluated on."""
+
+    estimator: Any
+    metrics: dict[str, float]
+    task: str
+    positive: Any
+
+
+def checked(raw_spec: dict) -> tuple[TrainSpec, type]:
+    """The spec's values and its workflow; BadDataError naming what is wrong with either."""
     spec = TrainSpec.from_dict(raw_spec)
     workflow_cls = get_workflow(spec.workflow_name)
     if bad := parameters.problems(spec.workflow_name, workflow_cls.declared_parameters(), spec.custom_params):
         raise BadDataError("the spec is malformed: " + "; ".join(f"{path}: {why}" for path, why in bad.items()))
-    needed = [*spec.classifier_features, spec.label]
-    timings: dict[str, float] = {}  # the trainer's own seconds per stage, whatever the scheduler did
+    return spec, workflow_cls
 
+
+def prepare(spec: TrainSpec, timings: dict[str, float]) -> Prepared:
+    """Load, filter and split the spec's rows."""
+    needed = [*spec.classifier_features, spec.label]
     with stage("load", timings=timings) as details:
         sources_read: list[dict] = []
         frame = data.load(spec, sources_read)
         frame[POSITION] = np.arange(len(frame))
-        missing = [c for c in [*needed, *filter(None, [spec.id_column])] if c not in frame.columns]
+        wanted = [*needed, *filter(None, [spec.id_column, (spec.segment_by or {}).get("column")])]
+        missing = [c for c in wanted if c not in frame.columns]
         if missing:
             raise BadDataError(f"column(s) {', '.join(missing)} are not in any feature source")
         details["rows"] = len(frame)
@@ -60,13 +93,62 @@ def run(raw_spec: dict, store: ArtifactStore) -> dict[str, Any]:
     with stage("split", timings=timings) as details:
         training, held = holdout.split(frame, spec)
         details.update(train_rows=len(training), holdout_rows=len(held))
+    return Prepared(frame, training, held, loaded_rows, sources_read, timings)
 
+
+def task_of(workflow_cls: type, spec: TrainSpec, training: pd.DataFrame) -> tuple[str, Any]:
+    """The task the label makes of the workflow, and the positive class of a binary one."""
     task = resolve_task(workflow_cls.task, training[spec.label])
-    positive = positive_class(training[spec.label], spec.positive_class) if task == BINARY else None
-    with stage("train", timings=timings) as details:
+    return task, positive_class(training[spec.label], spec.positive_class) if task == BINARY else None
+
+
+def begin(raw_spec: dict, store: ArtifactStore) -> list[StoredArtifact]:
+    """Start a run's folder: what an earlier attempt concluded removed (a requeued run writes to the
+    same place), and the spec written first, so that it is kept whatever happens next."""
+    for stale in (v.MANIFEST, v.ERROR):
+        store.delete(stale)
+    return [store.put(v.SPEC, _json(raw_spec), "application/json")]
+
+
+def run(raw_spec: dict, store: ArtifactStore) -> dict[str, Any]:
+    """Train the spec's workflow and write its artifacts; returns the metrics."""
+    written = begin(raw_spec, store)
+    spec, workflow_cls = checked(raw_spec)
+    prepared = prepare(spec, {})
+    if spec.segment is not None:
+        prepared = prepared.only(spec.segment_by["column"], spec.segment)
+    task, positive = task_of(workflow_cls, spec, prepared.training)
+    return fit(spec, learner(workflow_cls, spec), prepared, store, written, task, positive).metrics
+
+
+def learner(workflow_cls: type, spec: TrainSpec) -> Callable[[pd.DataFrame, pd.DataFrame], Any]:
+    """The spec's workflow, as what `fit` calls to get a fitted estimator from training and holdout rows."""
+
+    def learn(training: pd.DataFrame, held: pd.DataFrame) -> Any:
         workflow = workflow_cls(spec.classifier_features, spec.label, spec.custom_params, spec.seed)
+        return workflow.train(training, held)
+
+    return learn
+
+
+def fit(
+    spec: TrainSpec,
+    learn: Callable[[pd.DataFrame, pd.DataFrame], Any],
+    prepared: Prepared,
+    store: ArtifactStore,
+    written: list[StoredArtifact],
+    task: str,
+    positive: Any,
+    also: Callable[[Fitted, pd.DataFrame], dict[str, dict]] | None = None,
+) -> Fitted:
+    """Train, evaluate (and compare) one run on prepared rows and write its artifacts after those
+    `begin` wrote, the manifest last; `also` adds JSON artifacts made from the fitted model and its
+    holdout rows."""
+    needed = [*spec.classifier_features, spec.label]
+    timings, frame, training, held = prepared.timings, prepared.frame, prepared.training, prepared.held
+    with stage("train", timings=timings) as details:
         try:
-            estimator = workflow.train(training, held)
+            estimator = learn(training, held)
         except InvalidParameterError as exc:
             raise BadDataError(f"custom_params: {exc}") from exc
         details["estimator"] = type(estimator).__name__
@@ -84,6 +166,7 @@ def run(raw_spec: dict, store: ArtifactStore) -> dict[str, Any]:
         details.update({k: f"{v:.4f}" for k, v in result.metrics.items()})
         for note in result.notes:
             log(f"evaluation: {note}")
+    fitted = Fitted(estimator, result.metrics, task, positive)
 
     comparison = None
     if spec.challenge:
@@ -101,15 +184,16 @@ def run(raw_spec: dict, store: ArtifactStore) -> dict[str, Any]:
             comparison = compare(spec.challenge, challenger)
             details.update(champion=f"run {comparison['champion_run']}", decision=comparison["decision"])
             log(f"comparison with the champion: {comparison['decision']}: {comparison['reason']}")
+    extra = also(fitted, held) if also else {}
 
     with stage("serialize"):
         scores = result.scores
         if spec.date_column:
             scores.insert(0, spec.date_column, held[spec.date_column].to_numpy())
         scores.insert(0, v.ROW_ID, held[spec.id_column or POSITION].to_numpy())
-        summary = data_summary(spec, loaded_rows, frame.drop(columns=POSITION), training, held, task, positive)
+        summary = data_summary(spec, prepared.loaded_rows, frame.drop(columns=POSITION), training, held, task, positive)
         summary["stage_seconds"] = timings
-        summary["sources"] = sources_read
+        summary["sources"] = prepared.sources
         metadata = {
             "run_id": spec.run_id,
             "workflow": spec.workflow_name,
@@ -123,6 +207,8 @@ def run(raw_spec: dict, store: ArtifactStore) -> dict[str, Any]:
             "data_summary": summary,
             "libraries": library_versions(),
         }
+        if spec.segment_by:
+            metadata["segment"] = {"column": spec.segment_by["column"], "value": plain(spec.segment)}
         model = io.BytesIO()
         joblib.dump(estimator, model)
         written += [
@@ -138,10 +224,11 @@ def run(raw_spec: dict, store: ArtifactStore) -> dict[str, Any]:
         ]
         if comparison is not None:
             written.append(store.put(v.COMPARISON, _json(comparison), "application/json"))
+        written += [store.put(name, _json(value), "application/json") for name, value in extra.items()]
         # The manifest goes last: its presence means every other artifact is complete.
         store.put(v.MANIFEST, _json({"artifacts": [a.to_dict() for a in written]}), "application/json")
     log(f"run {spec.run_id} finished: {task} {json.dumps(result.metrics)}")
-    return result.metrics
+    return fitted
 
 
 def data_summary(

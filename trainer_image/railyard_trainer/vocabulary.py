@@ -51,6 +51,30 @@ MANIFEST = "manifest.json"
 #: `data.id_column`, else the row's position in the first source as loaded.
 ROW_ID = "row_id"
 ERROR = "error.json"
+#: A segmented request's files: its plan (the segments, their rows, how they are packed into jobs),
+#: each segment model's comparison with the generic model, the table of them all, and which model
+#: serves each segment value.
+PLAN = "plan.json"
+SEGMENT = "segment.json"
+SEGMENTS = "segments.json"
+ROUTING = "routing.json"
+#: `train.segment_by`'s defaults, and how many segment models one request may ask for at most.
+DEFAULT_MIN_SEGMENT_ROWS = 500
+DEFAULT_MAX_SEGMENTS = 5000
+MOST_SEGMENTS = 100_000
+DEFAULT_SEGMENT_JOBS = 4
+#: How much better than the generic model a segment's model must be, at the low end of the 95% interval
+#: of the difference on its rows, to serve its segment: with hundreds of segments, some beat the generic
+#: model by chance alone at a margin of zero.
+DEFAULT_SEGMENT_MARGIN = 0.01
+MOST_SEGMENT_JOBS = 100
+#: How a composition (`compose` in place of `train`) combines its members' scores, and how many it may have.
+COMPOSE_METHODS = ("mean", "weighted", "routed", "stacking")
+MOST_MEMBERS = 20
+#: The workflow name a composition's spec and metadata carry: it trains no workflow of its own.
+COMPOSITION_WORKFLOW = "compose"
+#: A composition's own artifact: its members' scores on its holdout beside its own, and a stacking layer's weights.
+COMPOSITION = "composition.json"
 
 
 class Status(StrEnum):
@@ -76,6 +100,23 @@ class RunStatus(Status):
     @property
     def is_active(self) -> bool:
         return self in RUN_ACTIVE
+
+
+class RunKind(Status):
+    """What a run is: a single model, a segmented request (a parent), one of its children, or a composition."""
+
+    SINGLE = "single"
+    SEGMENTED = "segmented"  # the parent of a `train.segment_by` request: it plans, its children train
+    GENERIC = "generic"  # the parent's model on all rows
+    SEGMENT = "segment"  # the parent's model of one segment value
+    COMPOSITION = "composition"  # trained runs combined (`compose`), trained no further
+
+
+class Winner(Status):
+    """Which model should serve a segment: its own, or the generic one."""
+
+    SEGMENT = "segment"
+    GENERIC = "generic"
 
 
 class JobStatus(Status):

@@ -131,6 +131,20 @@ class JobInputs:
     timeout_seconds: int
     #: Plain settings for the trainer (a region, an endpoint, its thread budget).
     env: dict[str, str] = field(default_factory=dict)
+    #: Every run the job carries (a segmented request's packed job carries many; `spec` is then the
+    #: job's spec, `railyard_trainer.packed`).
+    run_ids: tuple[int, ...] = ()
+
+    @property
+    def request_spec(self) -> dict:
+        """The spec the trainer reads its data by (a packed job's is its request's)."""
+        return self.spec["spec"] if "runs" in self.spec else self.spec
+
+    @property
+    def outputs(self) -> list[str]:
+        """Every folder the trainer writes into: its own, and each packed run's (and plan's)."""
+        packed = [entry["out"] for entry in self.spec.get("runs", [])] if "runs" in self.spec else []
+        return [self.artifact_uri, *packed, *filter(None, [self.spec.get("plan"), self.spec.get("generic")])]
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Railyard's records, one module per concept: the catalogue (projects, workflows), runs (with their
-jobs, events, artifacts, leases and idempotency keys), API tokens, retraining (models, schedules,
-fires, champion moves) and webhooks (subscriptions and deliveries)."""
+jobs, events, artifacts, leases and idempotency keys, and a segmented request's segments), API
+tokens, retraining (models, schedules, fires, champion moves) and webhooks (subscriptions and
+deliveries)."""
 
 from training.models.catalogue import Project, Workflow
 from training.models.retraining import Backfill, Fire, Model, Promotion, Schedule
@@ -15,6 +16,7 @@ from training.models.runs import (
     Run,
     RunEvent,
     RunQuerySet,
+    Segment,
     StatusEvent,
 )
 from training.models.tokens import ApiToken, hash_token
@@ -39,6 +41,7 @@ __all__ = [
     "RunEvent",
     "RunQuerySet",
     "Schedule",
+    "Segment",
     "StatusEvent",
     "Webhook",
     "Workflow",

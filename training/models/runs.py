@@ -23,7 +23,9 @@ from railyard_trainer.vocabulary import (
     RUN_ACTIVE,
     Cause,
     JobStatus,
+    RunKind,
     RunStatus,
+    Winner,
     choices,
 )
 from training.models.catalogue import Project, Workflow
@@ -58,7 +60,8 @@ class Run(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="runs")
     user = models.CharField(max_length=150, help_text="The request's `user`, as sent.")
     project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="runs")
-    workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="runs")
+    #: None for a composition, which trains no workflow of its own.
+    workflow = models.ForeignKey(Workflow, null=True, blank=True, on_delete=models.PROTECT, related_name="runs")
     model_description = models.TextField(blank=True)
     compute_resource = models.CharField(max_length=64)
     request = models.JSONField(help_text="The request as sent.")
@@ -85,6 +88,11 @@ class Run(models.Model):
     timezone = models.CharField(max_length=64, blank=True)
     #: A retrain's comparison with its model's champion on its own holdout rows (the trainer's comparison.json).
     comparison = models.JSONField(null=True, blank=True)
+    #: A single model, a segmented request, or one of its children (see `training.segments`).
+    kind = models.CharField(max_length=16, choices=choices(RunKind), default=RunKind.SINGLE)
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children")
+    #: A segment's run: the value of the segment column it trains on.
+    segment = models.JSONField(null=True, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -107,10 +115,11 @@ class Run(models.Model):
             models.Index(fields=["workflow", "-id"], name="run_workflow_newest"),
             models.Index(fields=["user", "-id"], name="run_user_newest"),
             models.Index(fields=["model", "-id"], name="run_model_newest"),
+            models.Index(fields=["parent", "status"], name="run_parent_status"),
         ]
 
     def __str__(self) -> str:
-        return f"run {self.pk} ({self.workflow_id and self.workflow.name}, {self.status})"
+        return f"run {self.pk} ({self.workflow.name if self.workflow_id else self.kind}, {self.status})"
 
     def get_absolute_url(self) -> str:
         return reverse("run-detail", args=[self.pk])
@@ -155,6 +164,47 @@ class Run(models.Model):
     def latest_artifacts(self) -> list[Artifact]:
         """The current attempt's artifacts (earlier attempts keep theirs; see `artifacts`)."""
         return [artifact for artifact in self.artifacts.all() if artifact.attempt == self.attempt]
+
+
+class Segment(models.Model):
+    """One value of a segmented request's column: its rows, its model's run (None when too small to
+    train), both models' scores on its holdout rows, and which should serve it (`segments.json`'s items)."""
+
+    parent = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="segments")
+    value = models.JSONField()
+    #: The value as text, to search and sort by.
+    name = models.CharField(max_length=255)
+    run = models.OneToOneField(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="segment_of")
+    train_rows = models.PositiveBigIntegerField()
+    holdout_rows = models.PositiveBigIntegerField()
+    metric = models.CharField(max_length=64)
+    segment_score = models.FloatField(null=True, blank=True)
+    generic_score = models.FloatField(null=True, blank=True)
+    difference = models.FloatField(null=True, blank=True)
+    interval = models.JSONField(null=True, blank=True)
+    winner = models.CharField(max_length=16, choices=choices(Winner), default=Winner.GENERIC)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["parent", "name"], name="segment_value_once_per_request")]
+
+    def __str__(self) -> str:
+        return f"{self.name} of run {self.parent_id}"
+
+    def item(self) -> dict:
+        """As `segments.json` and the API give it."""
+        return {
+            "segment": self.value,
+            "run": self.run_id,
+            "train_rows": self.train_rows,
+            "holdout_rows": self.holdout_rows,
+            "metric": self.metric,
+            "segment_score": self.segment_score,
+            "generic_score": self.generic_score,
+            "difference": self.difference,
+            "interval": self.interval,
+            "winner": self.winner,
+        }
 
 
 class JobQuerySet(models.QuerySet):

@@ -15,6 +15,7 @@ from railyard_trainer import promotion
 from railyard_trainer.schema import InvalidRequest, check_json, is_slug
 from railyard_trainer.vocabulary import (
     BINARY,
+    CLASSIFICATION,
     METRICS,
     MULTICLASS,
     PRIMARY_WORKFLOW_METRIC,
@@ -25,7 +26,7 @@ from railyard_trainer.vocabulary import (
     FireKind,
     FireOutcome,
 )
-from training import contract, services
+from training import compositions, contract, services
 from training.models import Backfill, Fire, Model, Project, Run, Schedule, Workflow
 from training.retraining import champions, cron, dates
 
@@ -86,6 +87,15 @@ def metric_for(workflow_task: str, metric: Any) -> str:
     return metric
 
 
+def _workflow_task(clean: dict) -> str:
+    """What the template's runs do: its workflow's task, or a composition's members' (InvalidRequest
+    naming a member that cannot be composed)."""
+    if "compose" in clean:
+        members = compositions.members(None, clean)
+        return REGRESSION if compositions.task_of(members[0]) == REGRESSION else CLASSIFICATION
+    return Workflow.objects.get(name=clean["train"]["workflow_name"]).task
+
+
 def _settings(request: Any, project: str, metric: Any, policy: Any, errors: dict) -> tuple[dict, str, dict]:
     """A model's template, metric and promotion policy, checked together: each bad field joins `errors`."""
     checked_metric = checked_policy = None
@@ -94,9 +104,8 @@ def _settings(request: Any, project: str, metric: Any, policy: Any, errors: dict
     except InvalidRequest as exc:
         errors.update(exc.errors)
     else:
-        workflow = Workflow.objects.get(name=clean["train"]["workflow_name"])
         try:
-            checked_metric = metric_for(workflow.task, metric)
+            checked_metric = metric_for(_workflow_task(clean), metric)
         except InvalidRequest as exc:
             errors.update(exc.errors)
     try:

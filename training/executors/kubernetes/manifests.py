@@ -8,6 +8,7 @@ security, where it may be scheduled, and its resources.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -105,11 +106,11 @@ def volumes(inputs: JobInputs) -> tuple[list[dict[str, Any]], list[dict[str, Any
     Host folders serve single-node clusters (kind, minikube, k3s); production uses object storage.
     """
     host: list[tuple[str, str, bool]] = []
-    if inputs.artifact_uri.startswith("file://"):
-        host.append(("artifacts", inputs.artifact_uri.removeprefix("file://"), False))
-    folders = sorted(
-        {str(PurePosixPath(s["path"]).parent) for s in inputs.spec["data"]["features"] if s["source"] == "file"}
-    )
+    written = [uri.removeprefix("file://") for uri in inputs.outputs if uri.startswith("file://")]
+    if written:  # one folder holding every folder the trainer writes (a packed job's runs are siblings)
+        host.append(("artifacts", os.path.commonpath(written), False))
+    features = inputs.request_spec["data"]["features"]
+    folders = sorted({str(PurePosixPath(s["path"]).parent) for s in features if s["source"] == "file"})
     for folder in folders:
         if not any(folder == path or folder.startswith(path + "/") for _, path, _ in host):
             host.append((f"data-{len(host)}", folder, True))
@@ -212,7 +213,7 @@ def job(inputs: JobInputs, cluster: ClusterSettings) -> dict[str, Any]:
             "labels": job_labels,
             "annotations": {
                 ANNOTATION_COMPUTE_RESOURCE: inputs.compute_resource,
-                ANNOTATION_RUN_IDS: str(inputs.run_id),
+                ANNOTATION_RUN_IDS: ",".join(map(str, inputs.run_ids or (inputs.run_id,))),
             },
         },
         "spec": {
