@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -300,3 +301,38 @@ def test_a_models_page_draws_its_retrains_and_pauses_and_resumes_a_schedule(
     expect(page.get_by_role("heading", name="30 9 * * 1 in America/New_York")).to_be_visible()
     expect(page.locator("ol.fire-times")).to_have_count(2)
     shot(page, "model-schedules")
+
+
+def test_a_segmented_requests_page_sorts_searches_and_charts_its_segments(
+    logged_in, live_server, alice, tmp_path, background_worker
+):
+    from training.demo import segmented_request, write_segmented
+
+    data = write_segmented(tmp_path / "data" / "merchants.parquet", merchants=8, own=3, rows=1200)
+    parent = services.submit(alice, segmented_request(data, jobs=2))[0]
+    deadline = time.monotonic() + 600
+    while not parent.state.is_terminal and time.monotonic() < deadline:
+        time.sleep(0.5)
+        parent.refresh_from_db()
+    assert parent.status == "succeeded", parent.failure_reason
+
+    page = logged_in
+    page.goto(f"{live_server.url}/runs/{parent.pk}")
+    expect(page.locator("#routed-counts")).to_contain_text("3 served by their own model")
+    expect(page.locator("#segment-table tbody tr")).to_have_count(11)  # eight merchants and three small ones
+    expect(page.locator("#charts .js-plotly-plot").first).to_be_visible()
+    expect(page.locator("#charts").first).to_contain_text("segment model minus generic model")
+    expect(page.locator("#segment-table tbody tr").first).to_contain_text("segment")  # the default: winners first
+    shot(page, "segments")
+    page.get_by_role("link", name="Segment", exact=True).click()
+    expect(page.locator("#segment-table tbody tr").first).to_contain_text("m00")
+    page.get_by_label("Segment").fill("s")
+    page.get_by_label("Served by").select_option("generic")
+    page.get_by_role("button", name="Find").click()
+    expect(page.locator("#segment-table tbody tr")).to_have_count(3)
+    expect(page.locator("#segment-table")).to_contain_text("too small")
+    page.goto(f"{live_server.url}/runs/{parent.pk}")
+    page.get_by_role("link", name="m00").click()
+    expect(page.locator("#parent-run")).to_contain_text(f"run #{parent.pk}")
+    expect(page.locator("#versus-generic")).to_contain_text("segment model serves it")
+    shot(page, "segment-run")

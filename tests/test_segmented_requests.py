@@ -163,3 +163,23 @@ def test_scores_read_back_from_parquet_keep_their_outputs():
     out = segments.outputs_from_scores("multiclass", frame, 0.5)
     assert out.classes == ["a"]
     assert out.predicted.tolist() == ["a", "a"]
+
+
+def test_too_many_segments_is_a_400_at_submit_when_the_file_alone_tells(api, merchant_file):
+    # Six merchants of 300 rows: 225 training rows each (a quarter held out within each merchant).
+    request = segmented_request(merchant_file, min_rows=225, max_segments=5)
+    answer = api.post("/api/v1/runs", request, format="json")
+    assert answer.status_code == 400
+    assert answer.json()["errors"]["train.segment_by.max_segments"] == [
+        "6 values of 'merchant' have at least 225 training rows, more than max_segments (5); raise max_segments or "
+        "min_rows."
+    ]
+    assert (
+        api.post(
+            "/api/v1/runs", segmented_request(merchant_file, min_rows=226, max_segments=5), format="json"
+        ).status_code
+        == 201
+    )
+    # With a filter only the trainer can count them.
+    request["data"]["filters"] = [{"feature_name": "x1", "predicate": "GtEq", "feature_value": -100}]
+    assert api.post("/api/v1/runs", request, format="json").status_code == 201

@@ -221,6 +221,8 @@ def test_a_job_killed_half_way_fails_only_its_unfinished_children_and_failed_onl
 
 def test_the_trainer_refuses_more_segments_than_max_segments_naming_the_count(api, merchant_file):
     request = segmented_request(merchant_file, max_segments=20)
+    # A filter: only the trainer can count the segments (a request of the file alone is refused at submit).
+    request["data"]["filters"] = [{"feature_name": "x1", "predicate": "GtEq", "feature_value": -100}]
     parent = Run.objects.get(pk=api.post("/api/v1/runs", request, format="json").json()["id"])
     parent = wait_for_terminal(parent, worker.reconcile, timeout=300)
     assert parent.status == RunStatus.FAILED

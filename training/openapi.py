@@ -24,6 +24,10 @@ def _object(properties: dict[str, Any], required: list[str], description: str = 
     return {**schema, "description": description} if description else schema
 
 
+def _count(default: int, most: int, description: str) -> dict[str, Any]:
+    return {"type": "integer", "minimum": 1, "maximum": most, "default": default, "description": description}
+
+
 def run_request_schema() -> dict[str, Any]:
     source = _object(
         {
@@ -110,8 +114,62 @@ def run_request_schema() -> dict[str, Any]:
                 "default": vocabulary.DEFAULT_DECISION_THRESHOLD,
                 "description": "The score at or above which a binary model says positive.",
             },
+            "segment_by": _object(
+                {
+                    "column": {
+                        "type": "string",
+                        "minLength": 1,
+                        "description": "The column whose values are segments.",
+                    },
+                    "min_rows": _count(vocabulary.DEFAULT_MIN_SEGMENT_ROWS, 10**9, "Training rows a value needs."),
+                    "include_generic": {
+                        "type": "boolean",
+                        "default": True,
+                        "description": "Train a model on all rows too.",
+                    },
+                    "max_segments": _count(
+                        vocabulary.DEFAULT_MAX_SEGMENTS, vocabulary.MOST_SEGMENTS, "At most this many segment models."
+                    ),
+                    "jobs": _count(
+                        vocabulary.DEFAULT_SEGMENT_JOBS,
+                        vocabulary.MOST_SEGMENT_JOBS,
+                        "Jobs the segment models are packed into (default: the compute profile's).",
+                    ),
+                    "min_improvement": {
+                        "type": "number",
+                        "minimum": 0,
+                        "maximum": 1,
+                        "exclusiveMaximum": True,
+                        "default": vocabulary.DEFAULT_SEGMENT_MARGIN,
+                        "description": "How far above zero the low end of a segment's interval must be for "
+                        "its own model to serve it.",
+                    },
+                },
+                ["column"],
+                "A model per value of a column beside a generic model; the run becomes their parent.",
+            ),
         },
         ["workflow_name", "classifier_features", "label"],
+    )
+    compose = _object(
+        {
+            "members": {
+                "type": "array",
+                "items": {"type": "integer", "minimum": 1},
+                "minItems": 1,
+                "maxItems": vocabulary.MOST_MEMBERS,
+                "uniqueItems": True,
+                "description": "The runs to combine (routed: one segmented request).",
+            },
+            "method": {"type": "string", "enum": list(vocabulary.COMPOSE_METHODS)},
+            "weights": {
+                "type": "array",
+                "items": {"type": "number", "minimum": 0},
+                "description": "weighted only: one per member.",
+            },
+        },
+        ["members", "method"],
+        "In place of train: combine finished runs without training them.",
     )
     return _object(
         {
@@ -121,6 +179,7 @@ def run_request_schema() -> dict[str, Any]:
             "compute_resource": {"type": "string", "description": "One of GET /api/v1/compute-resources."},
             "data": data,
             "train": train,
+            "compose": compose,
             "retry": _object(
                 {
                     "on_oom": {
@@ -133,6 +192,7 @@ def run_request_schema() -> dict[str, Any]:
                 [],
             ),
         },
-        ["project", "data", "train"],
-        "Railyard's training request. Strings may not hold NUL characters.",
+        ["project", "data"],
+        "Railyard's training request: `train` a model, or `compose` trained runs (one of the two). "
+        "Strings may not hold NUL characters.",
     )

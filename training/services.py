@@ -128,6 +128,9 @@ def queue_run(
 
     composed = compositions.members(owner, clean) if "compose" in clean else None
     segmented = composed is None and bool(clean["train"].get("segment_by"))
+    if segmented:
+        workflow = Workflow.objects.get(name=clean["train"]["workflow_name"])
+        segments.check_count(resolve_spec(clean, 0), workflow.task)
     kind = RunKind.COMPOSITION if composed is not None else RunKind.SEGMENTED if segmented else RunKind.SINGLE
     # No savepoint of its own: within a caller's transaction (a fire, an idempotent submit) a
     # failure here fails the caller's whole transaction.

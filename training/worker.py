@@ -213,6 +213,7 @@ def reconcile(executor_name: str | None = None) -> dict[str, int]:
 def _reconcile(executor: Executor) -> dict[str, int]:
     counts = {"launched": dispatch(executor.name, MOST_LAUNCHED_PER_PASS), "running": 0, "finished": 0}
     jobs = leases.claim_in_flight(executor.name, leases.process_holder(), MOST_OBSERVED)
+    _settle(executor)
     if not jobs:
         return counts
     try:
@@ -234,8 +235,19 @@ def _reconcile(executor: Executor) -> dict[str, int]:
         if changed:
             key = "running" if outcome.phase in (JobPhase.PENDING, JobPhase.RUNNING) else "finished"
             counts[key] += 1
-    counts["launched"] += dispatch(executor.name, MOST_LAUNCHED_PER_PASS) if counts["finished"] else 0
+    if counts["finished"]:
+        _settle(executor)
+        counts["launched"] += dispatch(executor.name, MOST_LAUNCHED_PER_PASS)
     return counts
+
+
+def _settle(executor: Executor) -> None:
+    """End the segmented requests whose children have all ended (`segments.settle`); a store that fails
+    leaves them for a later pass."""
+    try:
+        segments.settle(segments.ended(executor.name))
+    except StoreError as exc:
+        log.warning("settling segmented requests waits for the artifact store: %s", exc)
 
 
 def apply(job: Job, outcome: Outcome, runs: list[Run] | None = None) -> bool:
@@ -273,11 +285,8 @@ def apply(job: Job, outcome: Outcome, runs: list[Run] | None = None) -> bool:
                 segments.planned(run)
             else:
                 finish_succeeded(job, run)
-        ended = states.end_job(job, JobStatus.SUCCEEDED)
-    else:
-        ended = fail_job(job, runs, outcome)
-    segments.settle(sorted({run.parent_id for run in runs if run.parent_id}))
-    return ended
+        return states.end_job(job, JobStatus.SUCCEEDED)
+    return fail_job(job, runs, outcome)
 
 
 def _timed_out(job: Job) -> bool:

@@ -14,7 +14,9 @@ from rest_framework.views import APIView
 from railyard_trainer.schema import InvalidRequest
 from railyard_trainer.vocabulary import RunKind, Winner
 from training import access
+from training.api import COMMON_ERRORS, INPUT_ERROR
 from training.models import Run, Segment
+from training.serializers import ErrorSerializer
 
 #: What the table sorts by (each also descending with a leading '-').
 ORDERINGS = ("segment", "train_rows", "holdout_rows", "segment_score", "generic_score", "difference", "winner")
@@ -81,7 +83,9 @@ class RunSegments(APIView):
                     "results": ITEM.__class__(many=True),
                 },
             ),
-            404: OpenApiResponse(description="No such segmented request that you may see."),
+            **INPUT_ERROR,
+            401: COMMON_ERRORS[401],
+            404: OpenApiResponse(ErrorSerializer, description="No such segmented request that you may see."),
         },
         description="A segmented request's segments: each one's rows, both models' scores on its holdout "
         "rows, their difference with its interval, and the winner.",

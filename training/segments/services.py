@@ -1,13 +1,16 @@
 """A segmented request's life: planned by its parent's job, trained by its children in a few packed jobs,
 ended with the table of segments, the routing and the routed combination's metric.
 
+- `check_count`: at submit, a `400` when the number of segments can be known from the file alone and
+  is over `max_segments`.
 - `start`: at submit, the parent and its generic child, carried by one job that plans the request and
   trains the generic model (`railyard_trainer.packed`).
 - `planned`: that job succeeded. A child run per segment with enough rows, a `Segment` row per value
   (the small ones scored already), the children packed by rows into the plan's jobs.
 - `child_succeeded`: a segment's run records its comparison with the generic model on its `Segment`.
-- `settle`: once every child has ended, the parent succeeds (`segments.json`, `routing.json`, its metric:
-  the routed combination on the whole holdout) or fails naming the children that did not succeed.
+- `settle` (each worker pass, for the requests `ended` finds): once every child has ended, the parent
+  succeeds (`segments.json`, `routing.json`, its metric: the routed combination on the whole holdout)
+  or fails naming the children that did not succeed.
 - `retry_failed`: `failed_only` — the failed children back to the queue as new attempts, packed again,
   and the parent running again; those that succeeded are not retrained.
 - `job_spec`: what a packed job's trainer is given.
@@ -20,11 +23,12 @@ import json
 import math
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 
 from railyard_trainer import vocabulary as v
+from railyard_trainer.schema import InvalidRequest
 from railyard_trainer.spec import segment_spec
-from railyard_trainer.storage import open_store
+from railyard_trainer.storage import ArtifactNotFound, open_store
 from railyard_trainer.vocabulary import RUN_ACTIVE, JobStatus, RunKind, RunStatus, Winner
 from training import artifacts, states
 from training.conf import railyard
@@ -32,6 +36,8 @@ from training.models import Job, Run, RunEvent, Segment
 
 #: The runs a segmented request's jobs carry besides its parent.
 CHILDREN = (RunKind.GENERIC, RunKind.SEGMENT)
+#: Segmented requests one pass settles at most.
+MOST_SETTLED = 100
 #: How long a segment value may be as a `Segment`'s name.
 NAME_LENGTH = 255
 
@@ -85,6 +91,51 @@ def _children(parent: Run, values: list) -> list[Run]:
     return made
 
 
+def check_count(spec: dict, task: str) -> None:
+    """Refuse at submit a request whose number of segments is known already and over `max_segments`.
+
+    It is known when one local parquet file is read whole (no filters, no date range) and the holdout
+    is random: the training rows of each value then follow from the file alone, split exactly as the
+    trainer will (`holdout.split_within`). Otherwise the plan counts them (a bad-data failure naming the
+    count). InvalidRequest at `train.segment_by.max_segments`."""
+    data, train = spec["data"], spec["train"]
+    segment_by = train["segment_by"]
+    sources = data["features"]
+    simple = len(sources) == 1 and sources[0]["source"] == v.FILE and sources[0]["format"] == "parquet"
+    if not simple or data.get("filters") or data.get("date_range"):
+        return
+    if data["holdout_sampling"]["sampling_function"] != v.RANDOM:
+        return
+    import pandas as pd
+
+    from railyard_trainer.holdout import split_within
+    from railyard_trainer.spec import TrainSpec
+
+    column, label = segment_by["column"], train["label"]
+    stratify = data["holdout_sampling"].get("stratify")
+    columns = list(dict.fromkeys([column, label, *([stratify] if isinstance(stratify, str) else [])]))
+    try:
+        frame = pd.read_parquet(sources[0]["path"], columns=columns)
+    except Exception:  # noqa: BLE001 - what cannot be read here the trainer reports, with its reason
+        return
+    frame = frame[frame[label].notna()]
+    training, _ = split_within(frame, TrainSpec.from_dict(spec), column)
+    grouped = training.groupby(column, sort=False)
+    enough = grouped.size() >= segment_by["min_rows"]
+    if task != v.REGRESSION:
+        enough &= grouped[label].nunique() >= 2
+    count = int(enough.sum())
+    if count > segment_by["max_segments"]:
+        raise InvalidRequest(
+            {
+                "train.segment_by.max_segments": [
+                    f"{count} values of {column!r} have at least {segment_by['min_rows']} training rows, more than "
+                    f"max_segments ({segment_by['max_segments']}); raise max_segments or min_rows."
+                ]
+            }
+        )
+
+
 def job_spec(job: Job, runs: list[Run]) -> tuple[dict, str]:
     """A packed job's spec and the folder of its own log: the request's spec, its plan's folder when
     the job plans, the generic model's folder to compare with, and each run's folder and segment."""
@@ -115,8 +166,10 @@ def job_spec(job: Job, runs: list[Run]) -> tuple[dict, str]:
 def planned(parent: Run) -> bool:
     """The parent's job succeeded: make its segments and children from plan.json and pack them into
     jobs; False when it had been done already."""
-    store = open_store(parent.artifact_uri)
-    raw = store.get(v.PLAN)
+    try:
+        raw = open_store(parent.artifact_uri).get(v.PLAN)
+    except ArtifactNotFound:
+        return states.mark_failed(parent, "the planning job ended without writing plan.json")
     plan = json.loads(raw)
     generic = parent.children.filter(kind=RunKind.GENERIC).first()
     if generic is not None and generic.status != RunStatus.SUCCEEDED:
@@ -125,7 +178,7 @@ def planned(parent: Run) -> bool:
         )
     with transaction.atomic():
         locked = Run.objects.select_for_update().get(pk=parent.pk)
-        if locked.status not in RUN_ACTIVE or locked.segments.exists():
+        if locked.status not in RUN_ACTIVE or _planned(parent):
             return False
         artifacts.record(parent, artifacts.entry(parent, v.PLAN, raw, "application/json"))
         children = _children(parent, [entry["segment"] for entry in plan["segments"]])
@@ -147,6 +200,11 @@ def planned(parent: Run) -> bool:
     if not children:
         settle([parent.pk])
     return True
+
+
+def _planned(parent: Run) -> bool:
+    """Whether the parent's current attempt has been planned (its plan recorded with its children)."""
+    return parent.artifacts.filter(name=v.PLAN, attempt=parent.attempt).exists()
 
 
 def _dispatch() -> None:
@@ -178,10 +236,17 @@ def child_succeeded(run: Run, item: dict) -> None:
     Segment.objects.filter(run=run).update(**{name: item[name] for name in fields})
 
 
+def ended(executor: str) -> list[int]:
+    """The running segmented requests of an executor none of whose children is still active."""
+    active = Run.objects.filter(parent=OuterRef("pk"), status__in=RUN_ACTIVE)
+    running = Run.objects.filter(kind=RunKind.SEGMENTED, status=RunStatus.RUNNING, executor=executor)
+    return list(running.filter(~Exists(active)).values_list("pk", flat=True)[:MOST_SETTLED])
+
+
 def settle(parent_ids: list[int]) -> None:
     """End each given segmented request whose children have all ended."""
     for parent in Run.objects.filter(pk__in=parent_ids, kind=RunKind.SEGMENTED, status__in=RUN_ACTIVE):
-        if parent.segments.exists() and not parent.children.filter(status__in=RUN_ACTIVE).exists():
+        if _planned(parent) and not parent.children.filter(status__in=RUN_ACTIVE).exists():
             _settle(parent)
 
 
@@ -267,7 +332,7 @@ def retry_failed(parent: Run, actor: str) -> Run:
     if parent.status != RunStatus.FAILED:
         raise CannotRetry(f"Run {parent.pk} is {parent.status}; failed_only retries the children of a failed request.")
     failed = list(parent.children.filter(kind=RunKind.SEGMENT).exclude(status=RunStatus.SUCCEEDED).order_by("pk"))
-    if not parent.segments.exists() or not failed:
+    if not _planned(parent) or not failed:
         raise CannotRetry(
             f"Run {parent.pk} failed before any segment model trained: retry the whole request (without failed_only)."
         )

@@ -8,7 +8,7 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest
 
 from railyard_trainer.schema import InvalidRequest
-from railyard_trainer.vocabulary import RunKind, Winner
+from railyard_trainer.vocabulary import RUN_TERMINAL, RunKind, RunStatus, Winner
 from training import charts
 from training.models import Run, Segment
 from training.segments.api import ORDERINGS, table
@@ -53,7 +53,8 @@ def context(request: HttpRequest, run: Run) -> dict:
             "routed": routed,
             "total": sum(routed.values()),
             "children": run.children.count(),
-            "failed_children": run.children.filter(status="failed").count(),
+            "ended_children": run.children.filter(status__in=RUN_TERMINAL).count(),
+            "failed_children": run.children.filter(status=RunStatus.FAILED).count(),
             "generic": run.children.filter(kind=RunKind.GENERIC).first(),
         },
         "segment_chart": charts.segment_differences(charted),
