@@ -96,6 +96,8 @@ def test_one_request_trains_a_generic_model_and_a_model_per_merchant_in_a_few_jo
     assert parent.metrics["roc_auc"] == pytest.approx(expected, abs=1e-12)
     assert parent.metrics["roc_auc"] > generic.metrics["roc_auc"] + 0.05
     assert parent.data_summary["routed"] == {"segment": OWN, "generic": 50 - OWN + len(SMALL)}
+    assert parent.data_summary["generic_roc_auc"] == generic.metrics["roc_auc"]
+    assert "plan: 50 segment model(s) in 3 job(s)" in store_text(parent, v.LOG)  # the planning job's log
 
     store = open_store(parent.artifact_uri)
     routing = json.loads(store.get(v.ROUTING))

@@ -282,6 +282,7 @@ def apply(job: Job, outcome: Outcome, runs: list[Run] | None = None) -> bool:
             if not run.state.is_active:
                 continue
             if run.kind == RunKind.SEGMENTED:
+                _keep_log(job, run)  # the planning job's own log
                 segments.planned(run)
             else:
                 finish_succeeded(job, run)

@@ -291,7 +291,8 @@ def _settle(parent: Run) -> bool:
         "segment_models": sum(1 for child in children if child.kind == RunKind.SEGMENT),
         "routed": counts,
         "generic_run": generic.pk if generic else None,
-        "generic_metrics": generic.metrics if generic else {},
+        # The generic model alone on the whole holdout, beside the routed combination's metric.
+        f"generic_{metric}": (generic.metrics or {}).get(metric) if generic else None,
         "train_rows": summary.get("train_rows"),
         "holdout_rows": summary.get("holdout_rows"),
     }
