@@ -55,6 +55,7 @@ bench: $(STAMP) $(SECRET_KEY_PATH)
 	$(BIN)/python bench/run_list.py
 	$(BIN)/python bench/jobs.py
 	$(BIN)/python bench/schedules.py
+	$(BIN)/python bench/segments.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

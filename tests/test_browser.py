@@ -324,6 +324,7 @@ def test_a_segmented_requests_page_sorts_searches_and_charts_its_segments(
     expect(page.locator("#charts").first).to_contain_text("segment model minus generic model")
     expect(page.locator("#segment-table tbody tr").first).to_contain_text("segment")  # the default: winners first
     shot(page, "segments")
+    page.locator("#segments").screenshot(path=SCREENSHOTS / "segment-table.png")
     page.get_by_role("link", name="Segment", exact=True).click()
     expect(page.locator("#segment-table tbody tr").first).to_contain_text("m00")
     page.get_by_label("Segment").fill("s")

@@ -67,9 +67,13 @@ def _trained_share(log: str) -> float | None:
 
 
 def run_log(run: Run, tail: int) -> str:
-    """The live log while the trainer runs; the stored one after, or when the live one cannot be read."""
+    """The live log while the trainer runs; the stored one after, or when the live one cannot be read.
+
+    A segmented request's child shares its job's log with the job's other runs: its own part is the
+    copy the trainer keeps in the child's folder as it goes."""
     problem = None
-    job = run.current_job() if run.state.is_active else None
+    own_part = run.kind in (v.RunKind.GENERIC, v.RunKind.SEGMENT)
+    job = run.current_job() if run.state.is_active and not own_part else None
     if job is not None and job.handle:
         try:
             if live := _live_log(job, tail):

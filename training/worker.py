@@ -305,7 +305,9 @@ def fail_job(job: Job, runs: list[Run], outcome: Outcome) -> bool:
         if segments.is_packed(run) and run.kind != RunKind.SEGMENTED and _complete(run):
             finish_succeeded(job, run)  # a packed job's run that finished before the job died
             continue
-        larger = _larger_profile(job, run) if cause == Cause.OOM else None
+        # A planning job's runs (a segmented request and its generic model) go on together or not at all.
+        alone = run.kind not in (RunKind.SEGMENTED, RunKind.GENERIC)
+        larger = _larger_profile(job, run) if cause == Cause.OOM and alone else None
         if larger is None:
             _fail(job, run, outcome.message)
             continue

@@ -18,6 +18,7 @@ ended with the table of segments, the routing and the routed combination's metri
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -217,7 +218,7 @@ def _segment(parent: Run, metric: str, item: dict) -> Segment:
     return Segment(
         parent=parent,
         value=item["segment"],
-        name=str(item["segment"])[:NAME_LENGTH],
+        name=_name_of(item["segment"]),
         run_id=item.get("run"),
         train_rows=item["train_rows"],
         holdout_rows=item["holdout_rows"],
@@ -228,6 +229,14 @@ def _segment(parent: Run, metric: str, item: dict) -> Segment:
         interval=item.get("interval"),
         winner=item.get("winner", Winner.GENERIC),
     )
+
+
+def _name_of(value: object) -> str:
+    """A segment value as text; one too long to keep whole ends in a digest of it, so names stay unique."""
+    text = str(value)
+    if len(text) <= NAME_LENGTH:
+        return text
+    return f"{text[: NAME_LENGTH - 9]}~{hashlib.sha256(text.encode()).hexdigest()[:8]}"
 
 
 def child_succeeded(run: Run, item: dict) -> None:
