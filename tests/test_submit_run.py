@@ -369,7 +369,16 @@ def test_the_schema_describes_the_request_and_the_error_answers(api):
 
     post = schema["paths"]["/api/v1/runs"]["post"]
     body = post["requestBody"]["content"]["application/json"]["schema"]
-    assert body["required"] == ["project", "data", "train"]
+    assert body["required"] == ["project", "data"]
+    assert body["oneOf"] == [{"required": ["train"]}, {"required": ["compose"]}]  # one of the two
+    assert set(body["properties"]["train"]["properties"]["segment_by"]["properties"]) == {
+        "column",
+        "min_rows",
+        "include_generic",
+        "max_segments",
+        "jobs",
+        "min_improvement",
+    }
     predicate = body["properties"]["data"]["properties"]["filters"]["items"]["properties"]["predicate"]
     assert predicate["enum"] == ["Eq", "NotEq", "Gt", "GtEq", "Lt", "LtEq", "IsIn", "NotIn", "IsNull", "NotNull"]
     assert {"200", "201", "400", "401", "409", "422"} <= set(post["responses"])

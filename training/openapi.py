@@ -85,6 +85,7 @@ def run_request_schema() -> dict[str, Any]:
             "holdout_sampling": holdout,
             "id_column": {
                 "type": "string",
+                "nullable": True,
                 "minLength": 1,
                 "maxLength": 255,
                 "description": "The column that identifies a record: the row_id of holdout_scores.parquet.",
@@ -171,9 +172,9 @@ def run_request_schema() -> dict[str, Any]:
         ["members", "method"],
         "In place of train: combine finished runs without training them.",
     )
-    return _object(
+    request = _object(
         {
-            "user": {"type": "string", "minLength": 1, "maxLength": 150},
+            "user": {"type": "string", "nullable": True, "minLength": 1, "maxLength": 150},
             "project": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,100}$"},
             "model_description": {"type": "string"},
             "compute_resource": {"type": "string", "description": "One of GET /api/v1/compute-resources."},
@@ -196,3 +197,4 @@ def run_request_schema() -> dict[str, Any]:
         "Railyard's training request: `train` a model, or `compose` trained runs (one of the two). "
         "Strings may not hold NUL characters.",
     )
+    return {**request, "oneOf": [{"required": ["train"]}, {"required": ["compose"]}]}
