@@ -18,7 +18,7 @@ from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from railyard_trainer.schema import InvalidRequest, parse_body
+from railyard_trainer.body import InvalidRequest, parse_body
 from railyard_trainer.storage import StoreError
 from railyard_trainer.vocabulary import RunStatus
 from training import access, artifacts, logs, services, webhooks

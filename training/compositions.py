@@ -17,8 +17,8 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 
 from railyard_trainer import vocabulary as v
+from railyard_trainer.body import InvalidRequest
 from railyard_trainer.composition import problems
-from railyard_trainer.schema import InvalidRequest
 from railyard_trainer.vocabulary import DATE_RANGE, RunKind, RunStatus
 from training import access
 from training.models import Run, Segment

@@ -11,7 +11,7 @@ from typing import Any
 
 from django import forms
 
-from railyard_trainer import schema
+from railyard_trainer import body
 from railyard_trainer import vocabulary as v
 from training import contract
 from training.conf import railyard
@@ -125,8 +125,8 @@ class LaunchForm(forms.Form):
         if not raw:
             return default
         try:
-            return schema.loads(raw, name)
-        except schema.InvalidRequest as exc:
+            return body.loads(raw, name)
+        except body.InvalidRequest as exc:
             for messages in exc.errors.values():
                 for message in messages:
                     self.add_error(name, message)
@@ -193,7 +193,7 @@ class LaunchForm(forms.Form):
         payload = self.build_request()
         try:
             contract.validate(payload)
-        except schema.InvalidRequest as exc:
+        except body.InvalidRequest as exc:
             for path, messages in exc.errors.items():
                 field = field_for(path)
                 if field in unusable:

@@ -13,7 +13,7 @@ class RefuseNulBytes:
     """A NUL character in the path or a query parameter is a 400 naming where it is.
 
     PostgreSQL can neither store nor compare text holding one, so it must not reach a query.
-    (Bodies are checked where they are parsed: `schema.check_json`, and Django's form fields.)
+    (Bodies are checked where they are parsed: `body.check_json`, and Django's form fields.)
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):

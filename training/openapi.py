@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from railyard_trainer import schema, vocabulary
+from railyard_trainer import body, vocabulary
 
 DATE = {"type": "string", "format": "date", "example": "2026-01-01"}
 DATE_RANGE = {
@@ -102,7 +102,7 @@ def run_request_schema() -> dict[str, Any]:
                 "type": "object",
                 "description": "The workflow's parameters. A workflow that declares them (every built-in one; "
                 "see `parameters` in GET /api/v1/workflows) refuses another key or a value of another kind "
-                f"with a 400 naming it; the others get them untouched (at most {schema.MAX_DEPTH} levels deep).",
+                f"with a 400 naming it; the others get them untouched (at most {body.MAX_DEPTH} levels deep).",
             },
             "positive_class": {
                 **SCALAR,

@@ -10,7 +10,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from railyard_trainer.schema import InvalidRequest, check_json
+from railyard_trainer.body import InvalidRequest, check_json
 from railyard_trainer.vocabulary import DEFAULT_SEGMENT_JOBS, FILE, RunKind, RunStatus
 from training import compositions, contract, states
 from training.conf import railyard

@@ -27,7 +27,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from railyard_trainer.schema import InvalidRequest, check_json, is_slug
+from railyard_trainer.body import InvalidRequest, check_json
+from railyard_trainer.schema import is_slug
 from railyard_trainer.vocabulary import RunStatus
 from training.models import Delivery, Model, Project, Promotion, Run, Webhook
 

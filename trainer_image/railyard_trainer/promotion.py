@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from railyard_trainer.schema import InvalidRequest
+from railyard_trainer.body import InvalidRequest
 from railyard_trainer.vocabulary import METRICS, Decision, PromotionMode
 
 POLICY_KEYS = {"mode", "min_improvement", "confidence", "guardrails"}

@@ -3,14 +3,14 @@
 `check(payload, catalogue)` is what the service asks of a request (the API, the launch form, a retry);
 `check_spec(raw)` is what the trainer asks of the resolved spec it is given. Both apply the same rules
 to `data` and `train`, so a request Railyard accepts is a spec the trainer accepts. Errors map a
-dotted path (`data.features[0].path`) to its messages. What only the service knows — which workflows
-are installed, which compute profiles exist, which files lie under the data roots — comes in as a
-`Catalogue`; without one those fields are checked for their shape only. Imports no pandas and no Django.
+dotted path (`data.features[0].path`) to its messages (`body.InvalidRequest`, as for any JSON). What
+only the service knows — which workflows are installed, which compute profiles exist, which files lie
+under the data roots — comes in as a `Catalogue`; without one those fields are checked for their
+shape only. Imports no pandas and no Django.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -18,6 +18,7 @@ from datetime import date
 from typing import Any
 
 from railyard_trainer import parameters
+from railyard_trainer.body import InvalidRequest, check_json
 from railyard_trainer.vocabulary import (
     COMPARISONS,
     COMPOSE_METHODS,
@@ -40,9 +41,6 @@ from railyard_trainer.vocabulary import (
     SOURCES,
     VALUELESS_PREDICATES,
 )
-
-#: How deep a request's JSON may nest (custom_params included); deeper is refused, not parsed.
-MAX_DEPTH = 64
 
 TOP_LEVEL = {"user", "project", "model_description", "compute_resource", "data", "train", "compose", "retry"}
 #: What the service adds to a request to make the trainer's spec.
@@ -76,73 +74,6 @@ class Catalogue:
     default_compute_resource: str
     #: Why a `file` source's path cannot be read (outside the data roots, no such file), or None.
     file_problem: Callable[[str], str | None]
-
-
-class InvalidRequest(Exception):
-    def __init__(self, errors: dict[str, list[str]]):
-        super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()))
-        self.errors = errors
-
-
-def parse_body(body: bytes) -> Any:
-    """The JSON document of a request body, or InvalidRequest naming what is wrong with it."""
-    if not body.strip():
-        raise InvalidRequest({"body": ["The body is empty; send the training request as JSON."]})
-    return loads(body, "body")
-
-
-def loads(raw: str | bytes, where: str) -> Any:
-    """JSON from a client: InvalidRequest (naming `where`) when it is not JSON or is nested past MAX_DEPTH."""
-    try:
-        value = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidRequest({where: [f"Not valid JSON: {exc}."]}) from None
-    except RecursionError:
-        raise InvalidRequest({where: [f"JSON may be nested at most {MAX_DEPTH} levels deep."]}) from None
-    check_json(value, where)
-    return value
-
-
-def check_json(value: Any, where: str = "body") -> None:
-    """InvalidRequest for what no field may hold: a NUL character anywhere, nesting past MAX_DEPTH."""
-    errors: dict[str, list[str]] = {}
-    # Iterative, so that a document nested thousands deep cannot exhaust the stack here.
-    stack: list[tuple[Any, str, int]] = [(value, where, 0)]
-    while stack:
-        item, path, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            errors.setdefault(path, []).append(f"JSON may be nested at most {MAX_DEPTH} levels deep.")
-            continue
-        if isinstance(item, str) and (problem := _text_problem(item)):
-            errors.setdefault(path, []).append(f"Must not contain {problem}.")
-        elif isinstance(item, dict):
-            for key, child in item.items():
-                child_path = key_path(path, key)
-                if problem := _text_problem(key):
-                    errors.setdefault(child_path, []).append(f"Field names must not contain {problem}.")
-                stack.append((child, child_path, depth + 1))
-        elif isinstance(item, list):
-            stack.extend((child, f"{path}[{i}]", depth + 1) for i, child in enumerate(item))
-    if errors:
-        raise InvalidRequest(errors)
-
-
-def _text_problem(text: str) -> str | None:
-    """What no stored text may hold: NUL (PostgreSQL refuses it), or a lone surrogate escape such as
-    \\ud800 (valid JSON, but not Unicode text that can be stored)."""
-    if "\x00" in text:
-        return "NUL characters"
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return "lone surrogate escapes (\\ud800 to \\udfff)"
-    return None
-
-
-def key_path(path: str, key: str) -> str:
-    """The dotted path of a field, printable in an error answer whatever the field's name holds."""
-    key = key.replace("\x00", "\\0").encode("utf-8", "backslashreplace").decode("utf-8")
-    return key if path == "body" else f"{path}.{key}"
 
 
 class _Checker:

@@ -9,6 +9,7 @@ from datetime import date
 from typing import Any
 
 from railyard_trainer import promotion, schema
+from railyard_trainer.body import InvalidRequest
 from railyard_trainer.errors import BadDataError
 from railyard_trainer.vocabulary import DEFAULT_DECISION_THRESHOLD, DEFAULT_HOLDOUT_FRACTION
 
@@ -86,7 +87,7 @@ class TrainSpec:
         try:
             clean = schema.check_spec(raw)
             challenge = promotion.check_challenge(raw.get("challenge"))
-        except schema.InvalidRequest as exc:
+        except InvalidRequest as exc:
             raise BadDataError(f"the spec is malformed: {exc}") from None
         data, train = clean["data"], clean["train"]
         held = data["holdout_sampling"]

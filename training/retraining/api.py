@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from railyard_trainer.schema import InvalidRequest, parse_body
+from railyard_trainer.body import InvalidRequest, parse_body
 from training import access
 from training.api import COMMON_ERRORS, INPUT_ERROR, LIST_DEFERRED, RunPagination
 from training.models import Model, Run, Schedule

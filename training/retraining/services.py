@@ -12,7 +12,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone as clock
 
 from railyard_trainer import promotion
-from railyard_trainer.schema import InvalidRequest, check_json, is_slug
+from railyard_trainer.body import InvalidRequest, check_json
+from railyard_trainer.schema import is_slug
 from railyard_trainer.vocabulary import (
     BINARY,
     CLASSIFICATION,

@@ -13,7 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone as clock
 from django.views.decorators.http import require_POST
 
-from railyard_trainer.schema import InvalidRequest
+from railyard_trainer.body import InvalidRequest
 from railyard_trainer.vocabulary import METRICS, Catchup, Concurrency, Move, RunStatus, higher_is_better
 from training import access, charts
 from training.models import Schedule

@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
-from railyard_trainer.schema import InvalidRequest
+from railyard_trainer.body import InvalidRequest
 from railyard_trainer.vocabulary import RunKind, Winner
 from training import access
 from training.api import COMMON_ERRORS, INPUT_ERROR

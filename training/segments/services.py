@@ -27,7 +27,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 
 from railyard_trainer import vocabulary as v
-from railyard_trainer.schema import InvalidRequest
+from railyard_trainer.body import InvalidRequest
 from railyard_trainer.spec import segment_spec
 from railyard_trainer.storage import ArtifactNotFound, open_store
 from railyard_trainer.vocabulary import RUN_ACTIVE, JobStatus, RunKind, RunStatus, Winner

@@ -7,7 +7,7 @@ from __future__ import annotations
 from django.core.paginator import Paginator
 from django.http import HttpRequest
 
-from railyard_trainer.schema import InvalidRequest
+from railyard_trainer.body import InvalidRequest
 from railyard_trainer.vocabulary import RUN_TERMINAL, RunKind, RunStatus, Winner
 from training import charts
 from training.models import Run, Segment
