@@ -465,3 +465,36 @@ def test_odd_numbers_in_urls_are_not_server_errors(api, client, alice, url):
     client.force_login(alice)
     response = (api if url.startswith("/api/") else client).get(url)
     assert response.status_code in (200, 404)
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "words"),
+    [
+        (
+            lambda r: r["data"].update(features=r["data"]["features"] * 11),
+            "data.features",
+            "at most 20 feature sources (there are 22)",
+        ),
+        (
+            lambda r: r["data"].update(filters=r["data"]["filters"] * 201),
+            "data.filters",
+            "at most 200 filters (there are 201)",
+        ),
+        (
+            lambda r: r["train"].update(classifier_features=[f"c{i}" for i in range(2001)]),
+            "train.classifier_features",
+            "at most 2000 columns (there are 2001)",
+        ),
+        (
+            lambda r: source(r)["names"].extend(f"c{i}" for i in range(2000)),
+            "data.features[0].names",
+            "at most 2000 columns",
+        ),
+    ],
+)
+def test_a_request_past_its_size_limits_is_a_400_naming_the_field(api, fraud_request, change, field, words):
+    change(fraud_request)
+    answer = post(api, json.dumps(fraud_request))
+    assert answer.status_code == 400
+    assert any(words in message for message in answer.json()["errors"][field]), answer.json()
+    assert not Run.objects.exists()

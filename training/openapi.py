@@ -15,7 +15,7 @@ DATE_RANGE = {
     "required": ["start", "end"],
     "additionalProperties": False,
 }
-NAMES = {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1}
+NAMES = {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1, "maxItems": vocabulary.MOST_NAMES}
 SCALAR = {"oneOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]}
 
 
@@ -79,9 +79,9 @@ def run_request_schema() -> dict[str, Any]:
     )
     data = _object(
         {
-            "features": {"type": "array", "items": source, "minItems": 1},
+            "features": {"type": "array", "items": source, "minItems": 1, "maxItems": vocabulary.MOST_SOURCES},
             "date_range": DATE_RANGE,
-            "filters": {"type": "array", "items": filter_},
+            "filters": {"type": "array", "items": filter_, "maxItems": vocabulary.MOST_FILTERS},
             "holdout_sampling": holdout,
             "id_column": {
                 "type": "string",

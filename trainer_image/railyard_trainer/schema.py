@@ -31,9 +31,12 @@ from railyard_trainer.vocabulary import (
     FILE,
     FORMATS,
     LIST_PREDICATES,
+    MOST_FILTERS,
     MOST_MEMBERS,
+    MOST_NAMES,
     MOST_SEGMENT_JOBS,
     MOST_SEGMENTS,
+    MOST_SOURCES,
     PREDICATES,
     RANDOM,
     S3,
@@ -112,6 +115,9 @@ class _Checker:
             value = [value]
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
             self.add(path, "Must be a list of column names.")
+            return []
+        if len(value) > MOST_NAMES:
+            self.add(path, f"Name at most {MOST_NAMES} columns (there are {len(value)}).")
             return []
         if len(set(value)) != len(value):
             self.add(path, "Names must not repeat.")
@@ -244,6 +250,9 @@ def _check_sources(
     if not isinstance(features, list) or not features:
         c.add("data.features", "Must be a non-empty list of feature sources.")
         return columns, date_columns
+    if len(features) > MOST_SOURCES:
+        c.add("data.features", f"Name at most {MOST_SOURCES} feature sources (there are {len(features)}).")
+        return columns, date_columns
     for i, raw in enumerate(features):
         path = f"data.features[{i}]"
         source = c.obj(raw, path, SOURCE_KEYS, ("names", "source", "format", "path"))
@@ -284,6 +293,9 @@ def _check_filters(c: _Checker, filters: Any, columns: set[str]) -> None:
         return
     if not isinstance(filters, list):
         c.add("data.filters", "Must be a list of filters.")
+        return
+    if len(filters) > MOST_FILTERS:
+        c.add("data.filters", f"Give at most {MOST_FILTERS} filters (there are {len(filters)}).")
         return
     for i, raw in enumerate(filters):
         path = f"data.filters[{i}]"

@@ -26,6 +26,9 @@ PREDICATES = ("Eq", "NotEq", *COMPARISONS, *LIST_PREDICATES, *VALUELESS_PREDICAT
 DATE_RANGE, RANDOM = "DATE_RANGE", "RANDOM"
 SAMPLING_FUNCTIONS = (DATE_RANGE, RANDOM)
 DEFAULT_HOLDOUT_FRACTION = 0.2
+#: How large a request may be: sources, column names (per source, and features), and filters. Past
+#: them a request is refused with a 400 naming the field, before anything reads data.
+MOST_SOURCES, MOST_NAMES, MOST_FILTERS = 20, 2000, 200
 #: The score at or above which a binary model says "positive", unless `train.decision_threshold` says.
 DEFAULT_DECISION_THRESHOLD = 0.5
 #: More distinct decimal label values than this, and a classification workflow is refused: the label
