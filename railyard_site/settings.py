@@ -111,7 +111,7 @@ REST_FRAMEWORK = {
         "training.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": ["training.auth.SignedIn"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "training.api.exception_handler",
 }
@@ -163,6 +163,9 @@ RAILYARD = {
     "RUN_TIMEOUT_SECONDS": env_int("RAILYARD_RUN_TIMEOUT", 6 * 3600, minimum=60),
     # How long an Idempotency-Key keeps answering with the run it made (Stripe's 24 hours).
     "IDEMPOTENCY_KEY_TTL_HOURS": env_int("RAILYARD_IDEMPOTENCY_KEY_TTL_HOURS", 24, minimum=1),
+    # Whether any signed-in user may create a project (and so a request naming an unknown project
+    # creates it, its sender its maintainer); off, only users granted training.add_project may.
+    "ANYONE_CREATES_PROJECTS": env_bool("RAILYARD_ANYONE_CREATES_PROJECTS", True),
     "TRAINER_COMMAND": env_command("RAILYARD_TRAINER_COMMAND", [sys.executable, "-m", "railyard_trainer"]),
     # The Kubernetes executor (RAILYARD_EXECUTOR=kubernetes). The cluster is found through the
     # in-cluster service account, else KUBECONFIG or ~/.kube/config.

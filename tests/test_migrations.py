@@ -73,3 +73,26 @@ def test_launched_runs_get_a_job_for_their_attempt_and_their_artifacts_keep_thei
     model = Artifact.objects.get(run_id=finished.pk)
     assert model.attempt == 2
     assert model.uri == "file:///srv/runs/3/model.joblib"
+
+
+def test_whoever_owns_a_projects_runs_or_models_becomes_its_maintainer():
+    old = migrate([("training", "0011_segments_and_compositions")])
+    User = old.get_model("auth", "User")
+    Project = old.get_model("training", "Project")
+    Run = old.get_model("training", "Run")
+    Model = old.get_model("training", "Model")
+    alice, bob, charlie = (User.objects.create(username=name) for name in ("alice", "bob", "charlie"))
+    fraud, churn = Project.objects.create(name="fraud"), Project.objects.create(name="churn")
+    for owner, project in ((alice, fraud), (alice, fraud), (bob, churn)):
+        Run.objects.create(owner=owner, user=owner.username, project=project, compute_resource="cpu", request={})
+    Model.objects.create(name="churn-weekly", project=churn, owner=charlie, request={}, metric="roc_auc")
+
+    new = migrate([("training", "0012_teams")])
+    Membership = new.get_model("training", "Membership")
+
+    held = sorted(Membership.objects.values_list("project__name", "user__username", "role"))
+    assert held == [
+        ("churn", "bob", "maintainer"),
+        ("churn", "charlie", "maintainer"),
+        ("fraud", "alice", "maintainer"),
+    ]

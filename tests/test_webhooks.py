@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from tests.conftest import launched
 from tests.retraining import make_model
@@ -221,8 +222,12 @@ def test_training_goes_on_while_a_receiver_answers_500(api, alice, workflows, fr
 
 
 @pytest.mark.django_db
-def test_a_webhook_of_no_project_hears_every_project(api, alice, workflows, fraud_request, receiver):
-    response = api.post("/api/v1/webhooks", {"url": receiver.url, "events": ["run.failed"]}, format="json")
+def test_a_webhook_of_no_project_hears_every_project(api, alice, charlie, workflows, fraud_request, receiver):
+    operator = APIClient()
+    operator.force_authenticate(charlie)
+    refused = api.post("/api/v1/webhooks", {"url": receiver.url, "events": ["run.failed"]}, format="json")
+    assert "every project is an operator's" in refused.json()["errors"]["project"][0]
+    response = operator.post("/api/v1/webhooks", {"url": receiver.url, "events": ["run.failed"]}, format="json")
     assert response.status_code == 201
     assert response.json()["project"] is None
     assert response.json()["secret"].startswith("whsec_")

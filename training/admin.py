@@ -10,18 +10,22 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from railyard_trainer.vocabulary import RunStatus
-from training import access, services, states
+from training import access, audit, services, states
 from training.models import (
     ApiToken,
     Artifact,
+    AuditAction,
+    AuditEntry,
     Delivery,
     Fire,
     Job,
     JobEvent,
     JobRun,
+    Membership,
     Model,
     Project,
     Promotion,
+    Role,
     Run,
     RunEvent,
     Schedule,
@@ -79,6 +83,17 @@ def _report(modeladmin: admin.ModelAdmin, request: HttpRequest, verb: str, done:
     modeladmin.message_user(request, f"{verb} {done} of {total} selected run(s); the others were skipped.", level)
 
 
+def _actionable(request: HttpRequest, queryset: QuerySet[Run]) -> list[Run]:
+    """The selected runs the operator may act on (a staff member who is not a superuser: as a member)."""
+    return list(queryset.filter(pk__in=access.runs_for(request, Role.MEMBER).values("pk")))
+
+
+def _fixed(run: Run, actor: str, what: str, done: bool) -> bool:
+    if done:
+        audit.record(actor, AuditAction.ADMIN_FIX, run.project, f"run {run.pk}", fix=what)
+    return done
+
+
 @admin.register(Run)
 class RunAdmin(admin.ModelAdmin):
     list_display = ["id", "status", "project", "workflow", "user", "executor", "attempt", "created_at", "finished_at"]
@@ -117,11 +132,11 @@ class RunAdmin(admin.ModelAdmin):
         return False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Run]:
-        return access.runs_for(request.user).select_related("project", "workflow")
+        return access.runs_for(request).select_related("project", "workflow")
 
     @admin.action(description="Cancel selected runs")
     def cancel_runs(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
-        runs = list(queryset)
+        runs = _actionable(request, queryset)
         done = sum(services.cancel(run, actor=request.user.get_username()) for run in runs)
         _report(self, request, "Cancelled", done, len(runs))
 
@@ -129,11 +144,11 @@ class RunAdmin(admin.ModelAdmin):
     def mark_failed(self, request: HttpRequest, queryset: QuerySet[Run]) -> HttpResponse | None:
         form = FailureReasonForm(request.POST if "apply" in request.POST else None)
         if form.is_valid():
-            runs = list(queryset)
+            runs = _actionable(request, queryset)
             actor = request.user.get_username()
             reason = f"{form.cleaned_data['reason']} (marked failed by {actor})"
             done = sum(
-                states.mark_failed(run, reason, actor=actor, operator=True)
+                _fixed(run, actor, "marked failed", states.mark_failed(run, reason, actor=actor, operator=True))
                 for run in runs
                 if run.status != RunStatus.FAILED
             )
@@ -153,8 +168,8 @@ class RunAdmin(admin.ModelAdmin):
 
     @admin.action(description="Requeue selected runs (a new attempt)")
     def requeue_runs(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
-        runs = list(queryset)
-        done = sum(services.requeue(run, actor=request.user.get_username()) for run in runs)
+        runs, actor = _actionable(request, queryset), request.user.get_username()
+        done = sum(_fixed(run, actor, "requeued", services.requeue(run, actor=actor)) for run in runs)
         _report(self, request, "Requeued", done, len(runs))
 
 
@@ -201,7 +216,7 @@ class JobAdmin(admin.ModelAdmin):
         return False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
-        return access.jobs_for(request.user)
+        return access.jobs_for(request)
 
 
 @admin.register(RunEvent)
@@ -217,6 +232,9 @@ class RunEventAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[RunEvent]:
+        return super().get_queryset(request).filter(run__in=access.runs_for(request))
+
 
 @admin.register(Workflow)
 class WorkflowAdmin(admin.ModelAdmin):
@@ -224,21 +242,63 @@ class WorkflowAdmin(admin.ModelAdmin):
     list_filter = ["task", "is_available"]
 
 
-admin.site.register(Project)
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    fields = ["user", "role", "created_at"]
+    readonly_fields = ["created_at"]
+    autocomplete_fields = ["user"]
+
+
+@admin.register(Project)
+class ProjectAdmin(admin.ModelAdmin):
+    list_display = ["name", "created_at"]
+    search_fields = ["name"]
+    inlines = [MembershipInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Project]:
+        return access.projects_for(request)
 
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
-    """Tokens are issued by `manage.py create_api_token`; only their hashes are stored, and none is shown."""
+    """Tokens are issued on the Tokens page, the API or `manage.py create_api_token`; only their hashes
+    are stored, and none is shown."""
 
-    list_display = ["prefix", "name", "user", "created_at"]
-    list_select_related = ["user"]
+    list_display = ["prefix", "name", "user", "project", "read_only", "expires_at", "last_used_at", "created_at"]
+    list_filter = ["read_only"]
+    list_select_related = ["user", "project"]
     search_fields = ["prefix", "name", "user__username"]
-    fields = ["user", "name", "prefix", "created_at"]
-    readonly_fields = ["user", "prefix", "created_at"]
+    fields = ["user", "name", "prefix", "project", "read_only", "expires_at", "last_used_at", "created_at"]
+    readonly_fields = ["user", "prefix", "project", "read_only", "last_used_at", "created_at"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ApiToken]:
+        return access.tokens_for(request, everyone=True)
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    """Who did what: membership changes, tokens, promotions, cancels and admin fixes. Never edited."""
+
+    list_display = ["at", "actor", "action", "project", "target"]
+    list_filter = ["action", "project"]
+    list_select_related = ["project"]
+    search_fields = ["actor", "target"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[AuditEntry]:
+        return access.audit_for(request)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -282,7 +342,7 @@ class ModelAdmin(admin.ModelAdmin):
     inlines = [ScheduleInline, PromotionInline]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Model]:
-        return access.models_for(request.user)
+        return access.models_for(request)
 
 
 @admin.register(Promotion)
@@ -303,12 +363,18 @@ class PromotionAdmin(ReadOnlyAdmin):
     list_select_related = ["model"]
     search_fields = ["model__name", "=run__id", "reason"]
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Promotion]:
+        return super().get_queryset(request).filter(model__in=access.models_for(request))
+
 
 @admin.register(Fire)
 class FireAdmin(ReadOnlyAdmin):
     list_display = ["schedule", "scheduled_time", "kind", "outcome", "run", "actor"]
     list_filter = ["kind", "outcome"]
     search_fields = ["=schedule__id", "=run__id", "reason"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Fire]:
+        return super().get_queryset(request).filter(schedule__in=access.schedules_for(request))
 
 
 @admin.register(Webhook)
@@ -317,8 +383,14 @@ class WebhookAdmin(admin.ModelAdmin):
     list_filter = ["active", "project"]
     exclude = ["secret"]
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Webhook]:
+        return access.webhooks_for(request)
+
 
 @admin.register(Delivery)
 class DeliveryAdmin(ReadOnlyAdmin):
     list_display = ["webhook", "event", "status", "attempts", "response_code", "next_attempt_at", "created_at"]
     list_filter = ["status", "event", "response_code"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Delivery]:
+        return super().get_queryset(request).filter(webhook__in=access.webhooks_for(request))

@@ -23,7 +23,7 @@ from railyard_trainer.storage import StoreError
 from railyard_trainer.vocabulary import RunStatus
 from training import access, artifacts, logs, services, webhooks
 from training.conf import railyard
-from training.models import Run, RunQuerySet, Webhook, Workflow
+from training.models import Role, Run, RunQuerySet, Webhook, Workflow
 from training.openapi import run_request_schema
 from training.segments import services as segments
 from training.serializers import (
@@ -189,13 +189,14 @@ def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
 #: What every route may answer besides its success.
 COMMON_ERRORS = {
     401: OpenApiResponse(ErrorSerializer, description="No valid token or session."),
-    404: OpenApiResponse(ErrorSerializer, description="No such run (or artifact)."),
+    403: OpenApiResponse(ErrorSerializer, description="The caller's role or token may not do this; it says why."),
+    404: OpenApiResponse(ErrorSerializer, description="No such run (or artifact), or none the caller may see."),
 }
 INPUT_ERROR = {400: OpenApiResponse(ErrorSerializer, description="The input is refused; `errors` names each field.")}
 
 
 def visible_runs(request: Request) -> RunQuerySet:
-    return access.runs_for(request.user).with_related()
+    return access.runs_for(request).with_related()
 
 
 class RunList(generics.ListAPIView):
@@ -260,7 +261,7 @@ class RunList(generics.ListAPIView):
     def post(self, request: Request) -> Response:
         payload = parse_body(request.body)
         key = services.clean_idempotency_key(request.headers.get(services.IDEMPOTENCY_HEADER))
-        run, created = services.submit(request.user, payload, key)
+        run, created = services.submit(request, payload, key)
         return Response(
             RunSerializer(run, context={"request": request}).data,
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
@@ -276,8 +277,9 @@ class RunDetail(generics.RetrieveAPIView):
 
 
 class RunAction(APIView):
-    def run(self, request: Request, pk: int) -> Run:
-        return get_object_or_404(visible_runs(request), pk=pk)
+    def run(self, request: Request, pk: int, role: Role = Role.VIEWER) -> Run:
+        """The run, if `request` may see it (else 404) and act on it as `role` (else 403)."""
+        return access.get(visible_runs(request), request, role, pk=pk)
 
 
 class CancelRun(RunAction):
@@ -290,7 +292,7 @@ class CancelRun(RunAction):
         },
     )
     def post(self, request: Request, pk: int) -> Response:
-        run = self.run(request, pk)
+        run = self.run(request, pk, Role.MEMBER)
         if not services.cancel(run, actor=request.user.get_username()):
             run.refresh_from_db()
             return Response(
@@ -321,7 +323,7 @@ class RetryRun(RunAction):
         },
     )
     def post(self, request: Request, pk: int) -> Response:
-        run = self.run(request, pk)
+        run = self.run(request, pk, Role.MEMBER)
         body = parse_body(request.body) if request.body.strip() else {}
         if not isinstance(body, dict) or set(body) - {"failed_only"}:
             raise InvalidRequest({"body": ['Send nothing, or {"failed_only": true}.']})
@@ -338,7 +340,7 @@ class RetryRun(RunAction):
             except segments.CannotRetry as exc:
                 return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
             return Response(RunSerializer(run, context=context).data)
-        new_run = services.retry(run, request.user)
+        new_run = services.retry(run, request)
         return Response(RunSerializer(new_run, context=context).data, status=status.HTTP_201_CREATED)
 
 
@@ -417,7 +419,7 @@ def compute_resources(request: Request) -> Response:
 
 
 def visible_webhooks(request: Request):
-    return access.webhooks_for(request.user).select_related("project")
+    return access.webhooks_for(request).select_related("project")
 
 
 class WebhookList(APIView):
@@ -434,7 +436,7 @@ class WebhookList(APIView):
         'HMAC-SHA256 of "<t>.<raw body>">). Without a secret one is made and shown in this answer only.',
     )
     def post(self, request: Request) -> Response:
-        hook = webhooks.create(request.user, parse_body(request.body))
+        hook = webhooks.create(request, parse_body(request.body))
         answer = WebhookSerializer(hook, context={"reveal_secret": True}).data
         return Response(answer, status=status.HTTP_201_CREATED)
 

@@ -3,6 +3,7 @@ from django.urls import path
 from training import api
 from training.retraining import api as retraining
 from training.segments import api as segments_api
+from training.teams import api as teams
 
 urlpatterns = [
     path("runs", api.RunList.as_view(), name="api-runs"),
@@ -30,4 +31,10 @@ urlpatterns = [
     path("schedules/<int:pk>/resume", retraining.ResumeSchedule.as_view(), name="api-schedule-resume"),
     path("schedules/<int:pk>/fire", retraining.FireSchedule.as_view(), name="api-schedule-fire"),
     path("schedules/<int:pk>/backfill", retraining.BackfillSchedule.as_view(), name="api-schedule-backfill"),
+    path("projects", teams.ProjectList.as_view(), name="api-projects"),
+    path("projects/<slug:name>", teams.ProjectDetail.as_view(), name="api-project-detail"),
+    path("projects/<slug:name>/members", teams.ProjectMembers.as_view(), name="api-project-members"),
+    path("projects/<slug:name>/members/<str:username>", teams.ProjectMember.as_view(), name="api-project-member"),
+    path("tokens", teams.TokenList.as_view(), name="api-tokens"),
+    path("tokens/<int:pk>", teams.TokenDetail.as_view(), name="api-token-detail"),
 ]

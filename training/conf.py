@@ -62,6 +62,10 @@ class RailyardSettings:
         return timedelta(hours=self._get("IDEMPOTENCY_KEY_TTL_HOURS"))
 
     @property
+    def anyone_creates_projects(self) -> bool:
+        return self._get("ANYONE_CREATES_PROJECTS")
+
+    @property
     def trainer_command(self) -> list[str]:
         return list(self._get("TRAINER_COMMAND"))
 

@@ -12,9 +12,9 @@ from django.utils import timezone
 
 from railyard_trainer.body import InvalidRequest, check_json
 from railyard_trainer.vocabulary import DEFAULT_SEGMENT_JOBS, FILE, RunKind, RunStatus
-from training import compositions, contract, states
+from training import access, audit, compositions, contract, states
 from training.conf import railyard
-from training.models import IdempotencyKey, Project, Run, RunEvent, Workflow
+from training.models import AuditAction, IdempotencyKey, Project, Role, Run, RunEvent, Workflow
 from training.segments import services as segments
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -59,16 +59,19 @@ def resolve_spec(clean: dict, run_id: int) -> dict:
 
 
 def submit(
-    owner: AbstractBaseUser, payload: object, idempotency_key: str | None = None, cloned_from: Run | None = None
+    who: access.Who, payload: object, idempotency_key: str | None = None, cloned_from: Run | None = None
 ) -> tuple[Run, bool]:
-    """Validate a request and queue a run; returns (run, created).
+    """Validate a request and queue a run in a project where `who` may launch; returns (run, created).
 
     With an idempotency key (Stripe's rules): a repeat of the same request returns the run made the
     first time, even when the repeats race each other (the later ones wait for the first); the key
     reused with another request is `IdempotencyConflict`; a key older than its lifetime is free again.
     """
+    owner = access.caller(who).user
     if not idempotency_key:
-        return queue_run(owner, payload, contract.validate(payload), cloned_from=cloned_from), True
+        clean = contract.validate(payload)
+        access.project_to_launch(who, clean["project"])
+        return queue_run(owner, payload, clean, cloned_from=cloned_from), True
     check_json(payload)
     fingerprint = request_hash(payload)
     for _ in range(3):
@@ -81,6 +84,7 @@ def submit(
                 )
             return known.run, False
         clean = contract.validate(payload)
+        access.project_to_launch(who, clean["project"])
         try:
             with transaction.atomic():
                 run = queue_run(owner, payload, clean, cloned_from=cloned_from)
@@ -167,11 +171,15 @@ def queue_run(
     return run
 
 
-def retry(run: Run, owner: AbstractBaseUser) -> Run:
-    """A new run from the same request, linked to the first (the request is validated again)."""
+def retry(run: Run, who: access.Who) -> Run:
+    """A new run from the same request, linked to the first (the request is validated again); `who`
+    must be a member of its project."""
+    access.require(who, run.project, Role.MEMBER)
     clean = contract.validate(run.request)
     lineage = {field: getattr(run, field) for field in ("model", "template", "scheduled_time", "timezone")}
-    return queue_run(owner, run.request, clean, retried_from=run, challenge=run.spec.get("challenge"), **lineage)
+    return queue_run(
+        access.caller(who).user, run.request, clean, retried_from=run, challenge=run.spec.get("challenge"), **lineage
+    )
 
 
 def cancel(run: Run, actor: str) -> bool:
@@ -184,6 +192,7 @@ def cancel(run: Run, actor: str) -> bool:
         if not states.cancel(run, actor=actor, reason=f"cancelled by {actor}"):
             return False
         segments.cancel_children(run, actor)
+        audit.record(actor, AuditAction.CANCELLED, run.project, f"run {run.pk}")
     if run.memberships.filter(attempt=run.attempt).exists():  # it has a job (launched, or about to be)
         transaction.on_commit(lambda: tasks.enqueue_stop(run.pk))
     return True

@@ -3,6 +3,7 @@ from django.urls import path
 
 from training import views
 from training.retraining import views as models
+from training.teams import views as teams
 
 urlpatterns = [
     path("", views.run_list, name="runs"),
@@ -27,8 +28,12 @@ urlpatterns = [
         path(f"schedules/<int:pk>/{action}", models.schedule_action, {"action": action}, name=f"schedule-{action}")
         for action in ("pause", "resume", "fire")
     ),
-    path("projects", views.project_list, name="projects"),
-    path("projects/<slug:name>", views.project_detail, name="project-detail"),
+    path("projects", teams.project_list, name="projects"),
+    path("projects/<slug:name>", teams.project_detail, name="project-detail"),
+    path("projects/<slug:name>/members", teams.set_member, name="project-set-member"),
+    path("projects/<slug:name>/members/<str:username>/remove", teams.remove_member, name="project-remove-member"),
+    path("tokens", teams.tokens, name="tokens"),
+    path("tokens/<int:pk>/revoke", teams.revoke_token, name="token-revoke"),
     path("runs/<int:pk>/cancel", views.cancel, name="run-cancel"),
     path("runs/<int:pk>/retry", views.retry, name="run-retry"),
     path("login", auth_views.LoginView.as_view(), name="login"),

@@ -12,6 +12,7 @@ from django.contrib import messages
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -22,12 +23,13 @@ from django.views.decorators.http import require_POST
 
 from railyard_trainer import parameters
 from railyard_trainer import vocabulary as v
+from railyard_trainer.body import InvalidRequest
 from railyard_trainer.vocabulary import RunStatus, choices
 from training import access, artifacts, charts, compare, services
 from training.conf import railyard
 from training.forms import LaunchForm, initial_from_request
 from training.logs import progress, run_log, time_left
-from training.models import Project, Run, Segment, Workflow
+from training.models import Role, Run, Segment, Workflow
 from training.segments import services as segmented
 from training.segments import views as segments
 
@@ -66,7 +68,7 @@ def _date(value: str) -> date | None:
 def run_list(request: HttpRequest) -> HttpResponse:
     """Newest first, paged by a cursor (the last id seen), so no page counts the whole table."""
     # A segmented request's children are on its page, not in everyone's list.
-    runs = access.runs_for(request.user).filter(parent__isnull=True).with_related().order_by("-id")
+    runs = access.runs_for(request).filter(parent__isnull=True).with_related().order_by("-id")
     filters: dict[str, str] = {}
     for param, field in FILTERS.items():
         if value := request.GET.get(param, "").strip():
@@ -103,7 +105,7 @@ def run_list(request: HttpRequest) -> HttpResponse:
             "filters": filters,
             "counts": status_counts(request.user),
             "statuses": choices(RunStatus),
-            "projects": Project.objects.values_list("name", flat=True),
+            "projects": access.projects_for(request).values_list("name", flat=True),
             "workflows": Workflow.objects.values_list("name", flat=True),
         },
     )
@@ -140,7 +142,7 @@ def curl_command(request: HttpRequest, run: Run) -> str:
 
 @login_required
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    run = get_object_or_404(access.runs_for(request.user).with_history(), pk=pk)
+    run = get_object_or_404(access.runs_for(request).with_history(), pk=pk)
     results, specs = _results(run)
     segmented = segments.context(request, run)
     specs = segmented.pop("segment_chart", []) + specs
@@ -160,7 +162,7 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "log_tail": log_tail,
             "stage": stage,
             "progress": percent,
-            "time_left": time_left(run, log_tail, access.runs_for(request.user)) if run.state.is_active else None,
+            "time_left": time_left(run, log_tail, access.runs_for(request)) if run.state.is_active else None,
             "is_active": run.state.is_active,
             "jobs": list(run.jobs.all()),
             "earlier_artifacts": sorted(
@@ -192,7 +194,7 @@ def _composition(user: AbstractBaseUser, run: Run) -> dict | None:
 @login_required
 def run_live(request: HttpRequest, pk: int) -> JsonResponse:
     """What the run page needs to follow a run without reloading."""
-    run = get_object_or_404(access.runs_for(request.user).with_related().prefetch_related("artifacts"), pk=pk)
+    run = get_object_or_404(access.runs_for(request).with_related().prefetch_related("artifacts"), pk=pk)
     log_tail = run_log(run, LOG_TAIL_LINES)
     stage, percent = progress(log_tail)
     body = {
@@ -202,7 +204,7 @@ def run_live(request: HttpRequest, pk: int) -> JsonResponse:
         "failure_reason": run.failure_reason,
         "stage": stage,
         "progress": percent,
-        "time_left": time_left(run, log_tail, access.runs_for(request.user)) if run.state.is_active else None,
+        "time_left": time_left(run, log_tail, access.runs_for(request)) if run.state.is_active else None,
         "log": log_tail,
     }
     if not run.state.is_active:
@@ -216,7 +218,7 @@ def run_live(request: HttpRequest, pk: int) -> JsonResponse:
 def run_statuses(request: HttpRequest) -> JsonResponse:
     """The statuses of the runs a list shows, so that its active rows can update themselves."""
     ids = [pk for pk in map(_id, request.GET.get("ids", "").split(",")) if pk is not None][:100]
-    visible = access.runs_for(request.user).filter(pk__in=ids)
+    visible = access.runs_for(request).filter(pk__in=ids)
     return JsonResponse({str(pk): status for pk, status in visible.values_list("pk", "status")})
 
 
@@ -226,7 +228,7 @@ def compare_runs(request: HttpRequest) -> HttpResponse:
     if not 2 <= len(set(ids)) <= 6:
         messages.error(request, "Pick between 2 and 6 runs to compare.")
         return redirect("runs")
-    found = {run.pk: run for run in access.runs_for(request.user).with_related().filter(pk__in=ids)}
+    found = {run.pk: run for run in access.runs_for(request).with_related().filter(pk__in=ids)}
     runs = [found[pk] for pk in dict.fromkeys(ids) if pk in found]
     if len(runs) < 2:
         messages.error(request, "Those runs do not exist (or are not yours to see); pick at least 2.")
@@ -251,13 +253,19 @@ def compare_runs(request: HttpRequest) -> HttpResponse:
 def launch(request: HttpRequest) -> HttpResponse:
     initial, original = {}, None
     if (clone := _id(request.GET.get("clone", ""))) is not None:
-        original = get_object_or_404(access.runs_for(request.user), pk=clone)
+        original = get_object_or_404(access.runs_for(request), pk=clone)
         initial = initial_from_request(original.request)
     form = LaunchForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
-        run, _ = services.submit(request.user, form.request_payload, cloned_from=original)
-        messages.success(request, f"Run {run.pk} queued.")
-        return redirect(run)
+        try:
+            run, _ = services.submit(request, form.request_payload, cloned_from=original)
+        except InvalidRequest as exc:  # the project: an unknown one they may not create
+            form.add_error("project", " ".join(text for texts in exc.errors.values() for text in texts))
+        except PermissionDenied as exc:  # the project: one they may not launch in
+            form.add_error("project", str(exc))
+        else:
+            messages.success(request, f"Run {run.pk} queued.")
+            return redirect(run)
     catalogue = {
         w.name: {"task": w.task, "description": w.description, "default_params": w.default_params}
         for w in Workflow.objects.filter(is_available=True)
@@ -269,7 +277,7 @@ def launch(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def cancel(request: HttpRequest, pk: int) -> HttpResponse:
-    run = get_object_or_404(access.runs_for(request.user), pk=pk)
+    run = access.get(access.runs_for(request), request, Role.MEMBER, pk=pk)
     if services.cancel(run, actor=request.user.get_username()):
         messages.success(request, f"Run {run.pk} cancelled.")
     else:
@@ -280,7 +288,7 @@ def cancel(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def retry(request: HttpRequest, pk: int) -> HttpResponse:
-    run = get_object_or_404(access.runs_for(request.user), pk=pk)
+    run = access.get(access.runs_for(request), request, Role.MEMBER, pk=pk)
     if request.POST.get("failed_only"):
         try:
             run = segmented.retry_failed(run, request.user.get_username())
@@ -289,7 +297,7 @@ def retry(request: HttpRequest, pk: int) -> HttpResponse:
             return redirect(run)
         messages.success(request, f"Run {pk} retrains its failed segment models.")
         return redirect(run)
-    new_run = services.retry(run, request.user)
+    new_run = services.retry(run, request)
     messages.success(request, f"Run {new_run.pk} queued as a retry of run {pk}.")
     return redirect(new_run)
 
@@ -331,7 +339,7 @@ def source_columns(request: HttpRequest) -> JsonResponse:
 RECENT_RUNS = 20
 
 
-def _runs_page(request: HttpRequest, heading: str, runs, metric: str, **context: object) -> HttpResponse:
+def runs_page(request: HttpRequest, heading: str, runs, metric: str, **context: object) -> HttpResponse:
     recent = list(runs.with_related().order_by("-id")[:RECENT_RUNS])
     succeeded = list(runs.filter(status=RunStatus.SUCCEEDED).order_by("-id")[:100])
     return render(
@@ -349,7 +357,7 @@ def _runs_page(request: HttpRequest, heading: str, runs, metric: str, **context:
 
 @login_required
 def workflow_list(request: HttpRequest) -> HttpResponse:
-    visible = Q(runs__in=access.runs_for(request.user))
+    visible = Q(runs__in=access.runs_for(request))
     workflows = Workflow.objects.annotate(run_count=Count("runs", filter=visible)).order_by("-is_available", "name")
     return render(request, "training/workflows.html", {"workflows": workflows})
 
@@ -358,10 +366,10 @@ def workflow_list(request: HttpRequest) -> HttpResponse:
 def workflow_detail(request: HttpRequest, name: str) -> HttpResponse:
     workflow = get_object_or_404(Workflow, name=name)
     declared = workflow.parameters
-    return _runs_page(
+    return runs_page(
         request,
         f"Workflow {workflow.name}",
-        access.runs_for(request.user).filter(workflow=workflow),
+        access.runs_for(request).filter(workflow=workflow),
         v.PRIMARY_WORKFLOW_METRIC.get(workflow.task, v.PRIMARY_METRIC[v.BINARY]),
         workflow=workflow,
         parameters=None
@@ -371,25 +379,6 @@ def workflow_detail(request: HttpRequest, name: str) -> HttpResponse:
             for key, spec in declared.items()
         ],
         filter_url=f"{reverse('runs')}?workflow={workflow.name}",
-    )
-
-
-@login_required
-def project_list(request: HttpRequest) -> HttpResponse:
-    visible = Q(runs__in=access.runs_for(request.user))
-    projects = Project.objects.annotate(run_count=Count("runs", filter=visible)).order_by("name")
-    return render(request, "training/projects.html", {"projects": projects})
-
-
-@login_required
-def project_detail(request: HttpRequest, name: str) -> HttpResponse:
-    project = get_object_or_404(Project, name=name)
-    return _runs_page(
-        request,
-        f"Project {project.name}",
-        access.runs_for(request.user).filter(project=project),
-        request.GET.get("metric", v.PRIMARY_METRIC[v.BINARY]),
-        filter_url=f"{reverse('runs')}?project={project.name}",
     )
 
 

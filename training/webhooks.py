@@ -30,7 +30,8 @@ from django.utils import timezone
 from railyard_trainer.body import InvalidRequest, check_json
 from railyard_trainer.schema import is_slug
 from railyard_trainer.vocabulary import RunStatus
-from training.models import Delivery, Model, Project, Promotion, Run, Webhook
+from training import access
+from training.models import Delivery, Model, Promotion, Role, Run, Webhook
 
 log = logging.getLogger("training.webhooks")
 
@@ -53,8 +54,9 @@ def sign(secret: str, body: bytes, moment: int) -> str:
     return f"t={moment},v1={digest}"
 
 
-def create(owner: Any, payload: Any) -> Webhook:
-    """A webhook from `{"project", "url", "events", "secret", "failing_after"}`; InvalidRequest names each bad field."""
+def create(who: access.Who, payload: Any) -> Webhook:
+    """A webhook from `{"project", "url", "events", "secret", "failing_after"}` of a project `who`
+    maintains (of every project: an operator's); InvalidRequest names each bad field."""
     check_json(payload)
     if not isinstance(payload, dict):
         raise InvalidRequest({"body": ["Must be a JSON object."]})
@@ -82,11 +84,13 @@ def create(owner: Any, payload: Any) -> Webhook:
     failing_after = payload.get("failing_after", 3)
     if isinstance(failing_after, bool) or not isinstance(failing_after, int) or not 1 <= failing_after <= 100:
         errors["failing_after"] = ["Must be a whole number from 1 to 100: failed runs in a row of one model."]
+    if project is None and not access.caller(who).reaches_every_project():
+        errors["project"] = ["Name a project you maintain: a webhook of every project is an operator's."]
     if errors:
         raise InvalidRequest(errors)
     return Webhook.objects.create(
-        project=Project.objects.get_or_create(name=project)[0] if project is not None else None,
-        owner=owner,
+        project=access.project_to_launch(who, project, Role.MAINTAINER) if project is not None else None,
+        owner=access.caller(who).user,
         url=url,
         events=sorted(set(events), key=EVENTS.index),
         secret=secret or "whsec_" + secrets.token_urlsafe(24),

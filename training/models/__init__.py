@@ -1,7 +1,7 @@
 """Railyard's records, one module per concept: the catalogue (projects, workflows), runs (with their
-jobs, events, artifacts, leases and idempotency keys, and a segmented request's segments), API
-tokens, retraining (models, schedules, fires, champion moves) and webhooks (subscriptions and
-deliveries)."""
+jobs, events, artifacts, leases and idempotency keys, and a segmented request's segments), teams
+(memberships and the audit trail), API tokens, retraining (models, schedules, fires, champion moves)
+and webhooks (subscriptions and deliveries)."""
 
 from training.models.catalogue import Project, Workflow
 from training.models.retraining import Backfill, Fire, Model, Promotion, Schedule
@@ -19,12 +19,15 @@ from training.models.runs import (
     Segment,
     StatusEvent,
 )
+from training.models.teams import AuditAction, AuditEntry, Membership, Role
 from training.models.tokens import ApiToken, hash_token
 from training.models.webhooks import Delivery, Webhook
 
 __all__ = [
     "ApiToken",
     "Artifact",
+    "AuditAction",
+    "AuditEntry",
     "Backfill",
     "Delivery",
     "Fire",
@@ -34,9 +37,11 @@ __all__ = [
     "JobQuerySet",
     "JobRun",
     "Lease",
+    "Membership",
     "Model",
     "Project",
     "Promotion",
+    "Role",
     "Run",
     "RunEvent",
     "RunQuerySet",

@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 from railyard_trainer.body import InvalidRequest, parse_body
 from training import access
 from training.api import COMMON_ERRORS, INPUT_ERROR, LIST_DEFERRED, RunPagination
-from training.models import Model, Run, Schedule
+from training.models import Model, Role, Run, Schedule
 from training.retraining import champions, cron, services
 from training.retraining.serializers import (
     FireSerializer,
@@ -31,17 +31,16 @@ ANY_OBJECT = {"application/json": {"type": "object"}}
 
 
 def visible_models(request: Request) -> QuerySet[Model]:
-    return access.models_for(request.user).select_related("project", "owner", "champion")
+    return access.models_for(request).select_related("project", "owner", "champion")
 
 
-def _model(request: Request, name: str) -> Model:
-    return get_object_or_404(visible_models(request), name=name)
+def _model(request: Request, name: str, role: Role = Role.VIEWER) -> Model:
+    """The model, if `request` may see it (else 404) and act on it as `role` (else 403)."""
+    return access.get(visible_models(request), request, role, name=name)
 
 
-def _schedule(request: Request, pk: int) -> Schedule:
-    return get_object_or_404(
-        Schedule.objects.filter(model__in=access.models_for(request.user)).select_related("model__project"), pk=pk
-    )
+def _schedule(request: Request, pk: int, role: Role = Role.VIEWER) -> Schedule:
+    return access.get(access.schedules_for(request).select_related("model__project"), request, role, pk=pk)
 
 
 def _body(request: Request, empty: object = None) -> object:
@@ -90,7 +89,7 @@ class ModelList(generics.ListAPIView):
         "template's dates may be relative (`today`, `today-90d`, `today-12w`, `today-3m`).",
     )
     def post(self, request: Request) -> Response:
-        model = services.create_model(request.user, parse_body(request.body))
+        model = services.create_model(request, parse_body(request.body))
         return Response(ModelDetailSerializer(model, context={"request": request}).data, status=status.HTTP_201_CREATED)
 
 
@@ -112,7 +111,7 @@ class ModelDetail(generics.RetrieveAPIView):
         "runs keep the template they ran with.",
     )
     def patch(self, request: Request, name: str) -> Response:
-        model = services.update_model(_model(request, name), parse_body(request.body))
+        model = services.update_model(_model(request, name, Role.MEMBER), parse_body(request.body))
         return Response(ModelDetailSerializer(model, context={"request": request}).data)
 
 
@@ -122,7 +121,7 @@ class ModelRuns(generics.ListAPIView):
 
     def get_queryset(self):
         model = _model(self.request, self.kwargs["name"])
-        return access.runs_for(self.request.user).with_related().filter(model=model).defer(*LIST_DEFERRED)
+        return access.runs_for(self.request).with_related().filter(model=model).defer(*LIST_DEFERRED)
 
     @extend_schema(responses={200: RunSerializer(many=True), **COMMON_ERRORS})
     def get(self, request: Request, *args, **kwargs) -> Response:
@@ -134,7 +133,7 @@ class ModelRuns(generics.ListAPIView):
         description='Retrain now: relative dates resolve from the present moment in `{"timezone"}` (default UTC).',
     )
     def post(self, request: Request, name: str) -> Response:
-        model = _model(request, name)
+        model = _model(request, name, Role.MEMBER)
         body = _body(request, empty={})
         if not isinstance(body, dict) or set(body) - {"timezone"}:
             raise InvalidRequest({"body": ['Send nothing, or {"timezone": "<IANA name>"}.']})
@@ -160,7 +159,7 @@ class ModelSchedules(APIView):
         '"paused"}`; only `cron` is required.',
     )
     def post(self, request: Request, name: str) -> Response:
-        schedule = services.add_schedule(_model(request, name), parse_body(request.body))
+        schedule = services.add_schedule(_model(request, name, Role.MEMBER), parse_body(request.body))
         return Response(ScheduleSerializer(schedule, context={"request": request}).data, status=status.HTTP_201_CREATED)
 
 
@@ -187,7 +186,7 @@ class ScheduleFires(generics.ListAPIView):
 class PauseSchedule(APIView):
     @extend_schema(request=None, responses={200: ScheduleSerializer, **COMMON_ERRORS})
     def post(self, request: Request, pk: int) -> Response:
-        schedule = services.pause(_schedule(request, pk))
+        schedule = services.pause(_schedule(request, pk, Role.MEMBER))
         return Response(ScheduleSerializer(schedule, context={"request": request}).data)
 
 
@@ -198,7 +197,7 @@ class ResumeSchedule(APIView):
         description="Fires again from the next time after now; times passed while paused are not fired.",
     )
     def post(self, request: Request, pk: int) -> Response:
-        schedule = services.resume(_schedule(request, pk))
+        schedule = services.resume(_schedule(request, pk, Role.MEMBER))
         return Response(ScheduleSerializer(schedule, context={"request": request}).data)
 
 
@@ -209,7 +208,7 @@ class FireSchedule(APIView):
         description="Run now, under the schedule's concurrency (a forbidden fire is recorded as skipped).",
     )
     def post(self, request: Request, pk: int) -> Response:
-        record = services.fire_now(_schedule(request, pk), request.user.get_username())
+        record = services.fire_now(_schedule(request, pk, Role.MEMBER), request.user.get_username())
         return Response(FireSerializer(record).data, status=status.HTTP_201_CREATED)
 
 
@@ -234,7 +233,7 @@ class BackfillSchedule(APIView):
         "are whole days in the schedule's timezone), at most `parallelism` running at once.",
     )
     def post(self, request: Request, pk: int) -> Response:
-        schedule = _schedule(request, pk)
+        schedule = _schedule(request, pk, Role.MEMBER)
         body = parse_body(request.body)
         record, times, done = services.backfill(schedule, body, request.user.get_username())
         answer = {
@@ -257,7 +256,7 @@ def _run_and_reason(request: Request, model: Model) -> tuple[Run, str]:
         raise InvalidRequest({"run": [f"Must be the id of one of the runs of {model.name}."]})
     if not isinstance(reason, str):
         raise InvalidRequest({"reason": ["Must be a string."]})
-    return get_object_or_404(access.runs_for(request.user), pk=run_id), reason
+    return get_object_or_404(access.runs_for(request), pk=run_id), reason
 
 
 class PromoteRun(APIView):
@@ -267,7 +266,7 @@ class PromoteRun(APIView):
         description='`{"run": <id>, "reason": "..."}`: make one of the model\'s successful runs its champion.',
     )
     def post(self, request: Request, name: str) -> Response:
-        model = _model(request, name)
+        model = _model(request, name, Role.MAINTAINER)
         run, reason = _run_and_reason(request, model)
         return _moved(lambda: champions.promote(model, run, request.user.get_username(), reason))
 
@@ -280,7 +279,7 @@ class RejectRun(APIView):
         "the champion stays.",
     )
     def post(self, request: Request, name: str) -> Response:
-        model = _model(request, name)
+        model = _model(request, name, Role.MAINTAINER)
         run, reason = _run_and_reason(request, model)
         return _moved(lambda: champions.reject(model, run, request.user.get_username(), reason))
 
@@ -292,7 +291,7 @@ class RollbackModel(APIView):
         description='`{"reason": "..."}` (optional): restore the champion the current one replaced.',
     )
     def post(self, request: Request, name: str) -> Response:
-        model = _model(request, name)
+        model = _model(request, name, Role.MAINTAINER)
         body = _body(request, empty={})
         if not isinstance(body, dict) or set(body) - {"reason"} or not isinstance(body.get("reason", ""), str):
             raise InvalidRequest({"body": ['Send nothing, or {"reason": "..."}.']})

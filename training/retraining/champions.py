@@ -12,8 +12,8 @@ from __future__ import annotations
 from django.db import transaction
 
 from railyard_trainer.vocabulary import Decision, Move, RunStatus
-from training import webhooks
-from training.models import Model, Promotion, Run
+from training import audit, webhooks
+from training.models import AuditAction, Model, Promotion, Run
 
 SYSTEM = "railyard"
 
@@ -52,6 +52,10 @@ def _record(model: Model, move: Move, run: Run, champion: Run | None, actor: str
         actor=actor,
         reason=reason,
     )
+    if actor != SYSTEM:  # a person's decision; the trainer's are the promotion history itself
+        audit.record(
+            actor, AuditAction(move.value), model.project, f"run {run.pk} of model {model.name}", reason=reason
+        )
     webhooks.champion_moved(promotion)
     return promotion
 

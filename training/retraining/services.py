@@ -27,8 +27,8 @@ from railyard_trainer.vocabulary import (
     FireKind,
     FireOutcome,
 )
-from training import compositions, contract, services
-from training.models import Backfill, Fire, Model, Project, Run, Schedule, Workflow
+from training import access, compositions, contract, services
+from training.models import Backfill, Fire, Model, Run, Schedule, Workflow
 from training.retraining import champions, cron, dates
 
 MODEL_KEYS = {"name", "project", "request", "metric", "promotion"}
@@ -117,8 +117,9 @@ def _settings(request: Any, project: str, metric: Any, policy: Any, errors: dict
     return {**request, "project": project}, checked_metric, checked_policy
 
 
-def create_model(owner: AbstractBaseUser, payload: Any) -> Model:
-    """A new model from `{"name", "project", "request", "metric", "promotion"}`; InvalidRequest names each bad field."""
+def create_model(who: access.Who, payload: Any) -> Model:
+    """A new model from `{"name", "project", "request", "metric", "promotion"}`, in a project where `who`
+    may launch; InvalidRequest names each bad field."""
     body = _object(payload, MODEL_KEYS, ("name", "project", "request"))
     errors: dict[str, list[str]] = {}
     name, project = body["name"], body["project"]
@@ -132,8 +133,8 @@ def create_model(owner: AbstractBaseUser, payload: Any) -> Model:
         with transaction.atomic():
             return Model.objects.create(
                 name=name,
-                project=Project.objects.get_or_create(name=project)[0],
-                owner=owner,
+                project=access.project_to_launch(who, project),
+                owner=access.caller(who).user,
                 request=template,
                 metric=metric,
                 promotion=policy,

@@ -16,7 +16,7 @@ from django.views.decorators.http import require_POST
 from railyard_trainer.body import InvalidRequest
 from railyard_trainer.vocabulary import METRICS, Catchup, Concurrency, Move, RunStatus, higher_is_better
 from training import access, charts
-from training.models import Schedule
+from training.models import Role, Schedule
 from training.retraining import champions, dates, services
 
 #: What the schedule form suggests (any IANA name is accepted).
@@ -29,7 +29,7 @@ SPARK_POINTS = 20
 
 
 def _models(request: HttpRequest):
-    return access.models_for(request.user).select_related("project", "champion")
+    return access.models_for(request).select_related("project", "champion")
 
 
 @login_required
@@ -88,7 +88,7 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
 
 
 def _schedule(request: HttpRequest, pk: int) -> Schedule:
-    return get_object_or_404(Schedule.objects.filter(model__in=access.models_for(request.user)), pk=pk)
+    return access.get(access.schedules_for(request).select_related("model__project"), request, Role.MEMBER, pk=pk)
 
 
 @login_required
@@ -113,7 +113,7 @@ def schedule_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
 @login_required
 @require_POST
 def retrain_now(request: HttpRequest, name: str) -> HttpResponse:
-    model = get_object_or_404(_models(request), name=name)
+    model = access.get(_models(request), request, Role.MEMBER, name=name)
     try:
         run = services.retrain(model, request.user, clock.now(), reason=f"retrain of {model.name} by hand")
     except InvalidRequest as exc:
@@ -125,13 +125,13 @@ def retrain_now(request: HttpRequest, name: str) -> HttpResponse:
 @login_required
 @require_POST
 def champion_action(request: HttpRequest, name: str, action: str) -> HttpResponse:
-    model = get_object_or_404(_models(request), name=name)
+    model = access.get(_models(request), request, Role.MAINTAINER, name=name)
     actor, reason = request.user.get_username(), request.POST.get("reason", "")[:1000]
     try:
         if action == "rollback":
             moved = champions.rollback(model, actor, reason)
         else:
-            run = get_object_or_404(access.runs_for(request.user), pk=_whole(request.POST.get("run", "")))
+            run = get_object_or_404(access.runs_for(request), pk=_whole(request.POST.get("run", "")))
             moved = (champions.promote if action == "promote" else champions.reject)(model, run, actor, reason)
     except champions.CannotMove as exc:
         messages.error(request, str(exc))
@@ -151,7 +151,7 @@ def _refused(exc: InvalidRequest) -> str:
 @login_required
 @require_POST
 def add_schedule(request: HttpRequest, name: str) -> HttpResponse:
-    model = get_object_or_404(_models(request), name=name)
+    model = access.get(_models(request), request, Role.MEMBER, name=name)
     fields = {key: request.POST.get(key, "").strip() for key in ("cron", "timezone", "concurrency", "catchup")}
     try:
         schedule = services.add_schedule(model, {key: value for key, value in fields.items() if value})
@@ -169,11 +169,11 @@ def add_schedule(request: HttpRequest, name: str) -> HttpResponse:
 @require_POST
 def model_from_run(request: HttpRequest, pk: int) -> HttpResponse:
     """A model whose template is a run's request, its fixed dates made to slide (or kept, if asked)."""
-    run = get_object_or_404(access.runs_for(request.user).select_related("project"), pk=pk)
+    run = get_object_or_404(access.runs_for(request).select_related("project"), pk=pk)
     template = dates.slide(run.request) if request.POST.get("slide") else run.request
     payload = {"name": request.POST.get("name", "").strip(), "project": run.project.name, "request": template}
     try:
-        model = services.create_model(request.user, payload)
+        model = services.create_model(request, payload)
     except InvalidRequest as exc:
         messages.error(request, f"No model was made: {_refused(exc)}")
         return redirect(run)

@@ -91,7 +91,7 @@ class RunSegments(APIView):
         "rows, their difference with its interval, and the winner.",
     )
     def get(self, request: Request, pk: int) -> Response:
-        parent = access.runs_for(request.user).filter(pk=pk, kind=RunKind.SEGMENTED).first()
+        parent = access.runs_for(request).filter(pk=pk, kind=RunKind.SEGMENTED).first()
         if parent is None:
             raise NotFound(f"Run {pk} is not a segmented request you may see.")
         params = request.query_params
