@@ -88,6 +88,6 @@ def test_the_records_do_not_import_the_state_machine():
         tree = ast.parse(module.read_text())
         imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert {name for name in imported if name.startswith("training.")} <= {
-        f"training.models.{module}" for module in ("catalogue", "runs", "tokens", "retraining", "webhooks")
+        f"training.models.{module}" for module in ("catalogue", "runs", "teams", "tokens", "retraining", "webhooks")
     }
     assert "railyard_trainer.vocabulary" in imported

@@ -243,6 +243,7 @@ class RunList(generics.ListAPIView):
             200: OpenApiResponse(RunSerializer, description="A repeat of an earlier request: its run."),
             **INPUT_ERROR,
             401: COMMON_ERRORS[401],
+            403: OpenApiResponse(ErrorSerializer, description="The caller may not launch in the request's project."),
             409: OpenApiResponse(ErrorSerializer, description="The first request with this key is still in flight."),
             422: OpenApiResponse(ErrorSerializer, description="The Idempotency-Key was used with another request."),
         },
@@ -429,7 +430,7 @@ class WebhookList(APIView):
 
     @extend_schema(
         request={"application/json": {"type": "object"}},
-        responses={201: WebhookSerializer, **INPUT_ERROR, 401: COMMON_ERRORS[401]},
+        responses={201: WebhookSerializer, **INPUT_ERROR, 401: COMMON_ERRORS[401], 403: COMMON_ERRORS[403]},
         description='`{"project", "url", "events", "secret", "failing_after"}`: events are '
         + ", ".join(webhooks.EVENTS)
         + f"; each delivery is signed in the {webhooks.SIGNATURE_HEADER} header (t=<unix seconds>,v1=<hex "

@@ -84,7 +84,7 @@ class ModelList(generics.ListAPIView):
 
     @extend_schema(
         request=ANY_OBJECT,
-        responses={201: ModelDetailSerializer, **INPUT_ERROR, 401: COMMON_ERRORS[401]},
+        responses={201: ModelDetailSerializer, **INPUT_ERROR, 401: COMMON_ERRORS[401], 403: COMMON_ERRORS[403]},
         description='Define a model: `{"name", "project", "request", "metric", "promotion"}`; the request '
         "template's dates may be relative (`today`, `today-90d`, `today-12w`, `today-3m`).",
     )
