@@ -47,6 +47,15 @@ def env_int(name: str, default: int, minimum: int | None = None) -> int:
     return value
 
 
+def env_rate(name: str, default: str) -> str:
+    """A request rate as DRF reads it: `<number>/<second|minute|hour|day>`."""
+    raw = os.environ.get(name, default).strip()
+    number, _, period = raw.partition("/")
+    if not (number.isdigit() and int(number) > 0 and period in ("second", "minute", "hour", "day")):
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a rate (use e.g. 60/minute: second, minute, hour or day)")
+    return raw
+
+
 def env_list(name: str, default: list[str]) -> list[str]:
     raw = os.environ.get(name)
     if raw is None:

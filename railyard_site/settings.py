@@ -13,9 +13,11 @@ from railyard_site.env import (
     env_command,
     env_int,
     env_list,
+    env_rate,
     env_str,
     sqlite_database,
 )
+from railyard_trainer.vocabulary import FireKind, JobStatus, RunKind, RunStatus, choices
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("RAILYARD_VAR_DIR", str(BASE_DIR / "var"))).absolute()
@@ -30,6 +32,40 @@ if not SECRET_KEY:
     )
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+# Behind HTTPS (RAILYARD_HTTPS=true): redirect plain HTTP, send HSTS, and keep cookies to HTTPS; each
+# can be set on its own. Behind a proxy that ends TLS, SECURE_PROXY_SSL_HEADER=X-Forwarded-Proto says
+# which header tells (trust it only when the proxy sets it).
+HTTPS = env_bool("RAILYARD_HTTPS", False)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", HTTPS)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if HTTPS else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", HTTPS)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", HTTPS)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", HTTPS)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", HTTPS)
+if proxy_header := env_str("SECURE_PROXY_SSL_HEADER"):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + proxy_header.upper().replace("-", "_"), "https")
+# Probes and scrapes reach the pods over plain HTTP, inside the cluster.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "same-origin"
+# Every page's Content-Security-Policy (training.middleware): scripts and styles only from here, none
+# inline but styles (plotly sets them on the elements it draws), nothing framing the dashboard.
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data:",
+        "font-src 'self' data:",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -49,6 +85,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "training.middleware.RefuseNulBytes",
+    "training.middleware.ContentSecurityPolicy",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -85,6 +122,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
 LOGIN_URL = "login"
+# Failed sign-ins from one address, or for one username, before both wait (training.throttles).
+SIGN_IN_FAILURES = env_int("RAILYARD_SIGN_IN_FAILURES", 10, minimum=1)
+SIGN_IN_LOCKOUT_SECONDS = env_int("RAILYARD_SIGN_IN_LOCKOUT_SECONDS", 900, minimum=1)
 LOGIN_REDIRECT_URL = "runs"
 LOGOUT_REDIRECT_URL = "login"
 
@@ -112,6 +152,14 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["training.auth.SignedIn"],
+    # Per token (or signed-in user) and, for callers with neither, per address (behind
+    # RAILYARD_NUM_PROXIES proxies, read from X-Forwarded-For); a caller past its rate gets a 429.
+    "DEFAULT_THROTTLE_CLASSES": ["training.throttles.TokenRateThrottle", "rest_framework.throttling.AnonRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "token": env_rate("RAILYARD_THROTTLE_TOKEN", "6000/minute"),
+        "anon": env_rate("RAILYARD_THROTTLE_ANON", "60/minute"),
+    },
+    "NUM_PROXIES": env_int("RAILYARD_NUM_PROXIES", 0, minimum=0),
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "training.api.exception_handler",
 }
@@ -120,8 +168,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Submit training requests, follow runs, fetch evaluations and artifacts.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
-    # A run's status and its events' old and new statuses are one choice set.
-    "ENUM_NAME_OVERRIDES": {"RunStatusEnum": "training.states.RunStatus"},
+    # One name per choice set: a run's status and its events' old and new statuses are one.
+    "ENUM_NAME_OVERRIDES": {
+        f"{words.__name__}Enum": choices(words) for words in (RunStatus, JobStatus, RunKind, FireKind)
+    },
     # Swagger UI and ReDoc from the installed sidecar package's static files, never from a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

@@ -45,6 +45,17 @@ def background_worker():
     thread.join(30)
 
 
+@pytest.fixture(autouse=True)
+def obeys_the_content_security_policy(page: Page):
+    """Every browser test fails if the page breaks its Content-Security-Policy (an inline script, say)."""
+    refused = []
+    page.on(
+        "console", lambda message: refused.append(message.text) if "Content Security Policy" in message.text else None
+    )
+    yield
+    assert refused == []
+
+
 def shot(page: Page, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)

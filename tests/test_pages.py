@@ -452,3 +452,15 @@ def test_the_time_left_is_estimated_from_earlier_runs_of_the_workflow_on_similar
     assert "About 30 s left (from 3 earlier runs of this workflow on a similar number of rows)." in page
     monkeypatch.setattr(views, "run_log", lambda run, tail: "t stage=load started\n")  # rows not known yet
     assert signed_in.get(f"/runs/{run.pk}/live").json()["time_left"] is None
+
+
+def test_every_page_carries_the_content_security_policy_and_no_inline_script(signed_in, trained_run):
+    pages = ["/", "/runs/new", f"/runs/{trained_run.pk}", "/projects", "/projects/fraud", "/tokens", "/api/docs/"]
+    for page in pages:
+        response = signed_in.get(page)
+        assert response.status_code == 200, page
+        policy = response["Content-Security-Policy"]
+        assert "script-src 'self';" in policy, page
+        assert "frame-ancestors 'none'" in policy, page
+        scripts = re.findall(r"<script(?![^>]*\bsrc=)(?![^>]*application/json)[^>]*>", response.content.decode())
+        assert scripts == [], page  # only files from here, and JSON data

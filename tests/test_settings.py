@@ -88,3 +88,38 @@ def test_it_starts_with_a_secret_key_or_in_debug(tmp_path):
     (tmp_path / "key").write_text("k" * 50)
     assert start_django({"RAILYARD_VAR_DIR": str(tmp_path), "SECRET_KEY_FILE": str(tmp_path / "key")}).stdout == "50\n"
     assert start_django({"RAILYARD_VAR_DIR": str(tmp_path), "DEBUG": "true"}).returncode == 0
+
+
+def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        env={"PATH": os.environ["PATH"], **env},
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_the_deployment_settings_pass_djangos_deployment_check(tmp_path):
+    production = {
+        "RAILYARD_VAR_DIR": str(tmp_path),
+        "SECRET_KEY": "p" * 30 + "roduction-" + "k" * 30,
+        "ALLOWED_HOSTS": "railyard.example.com",
+        "RAILYARD_HTTPS": "true",
+    }
+    checked = manage(production, "check", "--deploy", "--fail-level", "WARNING")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "no issues" in checked.stdout
+    plain = manage({**production, "RAILYARD_HTTPS": "false"}, "check", "--deploy", "--fail-level", "WARNING")
+    assert plain.returncode != 0  # without HTTPS the check says what is missing
+    assert "SECURE_SSL_REDIRECT" in plain.stderr + plain.stdout
+
+
+def test_it_refuses_a_rate_that_is_not_one(monkeypatch):
+    from railyard_site.env import env_rate
+
+    assert env_rate("RAILYARD_TEST_UNSET", "60/minute") == "60/minute"
+    monkeypatch.setenv("RATE", "lots")
+    with pytest.raises(ImproperlyConfigured, match="RATE='lots' is not a rate"):
+        env_rate("RATE", "60/minute")

@@ -32,6 +32,9 @@ from training.models import (
     Webhook,
     Workflow,
 )
+from training.throttles import AdminSignInForm
+
+admin.site.login_form = AdminSignInForm
 
 
 class ReadOnlyInline(admin.TabularInline):

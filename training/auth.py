@@ -9,6 +9,7 @@ from django.db.models import Q
 from django.utils import timezone
 from rest_framework import authentication, exceptions, permissions
 
+from training import throttles
 from training.models import ApiToken, hash_token
 
 #: How often a token's last use is written down (not on every request).
@@ -17,6 +18,13 @@ LAST_USED_EVERY = timedelta(minutes=1)
 
 class TokenAuthentication(authentication.TokenAuthentication):
     """DRF's header format, with keys looked up by their sha256 so that the database never holds one."""
+
+    def authenticate(self, request) -> tuple | None:
+        try:
+            return super().authenticate(request)
+        except exceptions.AuthenticationFailed:
+            throttles.count_nobody(request)
+            raise
 
     def authenticate_credentials(self, key: str) -> tuple:
         token = ApiToken.objects.select_related("user", "project").filter(key_hash=hash_token(key)).first()
@@ -40,6 +48,7 @@ class SignedIn(permissions.IsAuthenticated):
 
     def has_permission(self, request, view) -> bool:
         if not super().has_permission(request, view):
+            throttles.count_nobody(request)
             return False
         token = request.auth
         return not (isinstance(token, ApiToken) and token.read_only and request.method not in permissions.SAFE_METHODS)

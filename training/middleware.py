@@ -1,9 +1,10 @@
-"""Requests refused before any view sees them."""
+"""What happens to every request before any view: NUL characters refused, the Content-Security-Policy set."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 
 NUL = "\x00"
@@ -29,3 +30,15 @@ class RefuseNulBytes:
             return JsonResponse({"detail": "The request holds a NUL character.", "errors": errors}, status=400)
         named = ", ".join(where)
         return HttpResponseBadRequest(f"Bad request: a NUL character in {named}.", content_type="text/plain")
+
+
+class ContentSecurityPolicy:
+    """Every answer carries `settings.CONTENT_SECURITY_POLICY` unless its view set its own."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        response.headers.setdefault("Content-Security-Policy", settings.CONTENT_SECURITY_POLICY)
+        return response

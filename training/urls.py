@@ -4,6 +4,7 @@ from django.urls import path
 from training import views
 from training.retraining import views as models
 from training.teams import views as teams
+from training.throttles import SignInForm
 
 urlpatterns = [
     path("", views.run_list, name="runs"),
@@ -36,7 +37,7 @@ urlpatterns = [
     path("tokens/<int:pk>/revoke", teams.revoke_token, name="token-revoke"),
     path("runs/<int:pk>/cancel", views.cancel, name="run-cancel"),
     path("runs/<int:pk>/retry", views.retry, name="run-retry"),
-    path("login", auth_views.LoginView.as_view(), name="login"),
+    path("login", auth_views.LoginView.as_view(authentication_form=SignInForm), name="login"),
     path("logout", auth_views.LogoutView.as_view(), name="logout"),
     path("vendor/plotly.min.js", views.plotly_js, name="plotly-js"),
     path("healthz", views.healthz, name="healthz"),
