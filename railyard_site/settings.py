@@ -168,6 +168,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Submit training requests, follow runs, fetch evaluations and artifacts.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "training.openapi.add_throttled_answers",
+    ],
     # One name per choice set: a run's status and its events' old and new statuses are one.
     "ENUM_NAME_OVERRIDES": {
         f"{words.__name__}Enum": choices(words) for words in (RunStatus, JobStatus, RunKind, FireKind)

@@ -198,3 +198,19 @@ def run_request_schema() -> dict[str, Any]:
         "Strings may not hold NUL characters.",
     )
     return {**request, "oneOf": [{"required": ["train"]}, {"required": ["compose"]}]}
+
+
+#: What any route may answer when its caller asks too often (`training.throttles`).
+THROTTLED = {
+    "description": "Too many requests from this token (or address): wait Retry-After seconds.",
+    "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait."}},
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+}
+
+
+def add_throttled_answers(result: dict, generator: object, **kwargs: object) -> dict:
+    """A drf-spectacular hook: every operation may answer 429."""
+    for path in result.get("paths", {}).values():
+        for operation in path.values():
+            operation.get("responses", {}).setdefault("429", THROTTLED)
+    return result
