@@ -204,6 +204,9 @@ RAILYARD = {
     # `file` sources may name only files under these directories (comma-separated; the data
     # directory by default). Nothing under /proc, /sys or /dev is ever read.
     "DATA_ROOTS": [Path(p).absolute() for p in env_list("RAILYARD_DATA_ROOTS", [])],
+    # `s3` sources may name only objects under these (`s3://bucket/` or `s3://bucket/folder/`,
+    # comma-separated); none: any bucket the credentials reach. A project may have its own of both.
+    "S3_PREFIXES": env_list("RAILYARD_S3_PREFIXES", []),
     "WORK_DIR": Path(env_str("RAILYARD_WORK_DIR", str(VAR_DIR / "work"))).absolute(),
     "LOCAL_CONCURRENCY": env_int("RAILYARD_LOCAL_CONCURRENCY", 2, minimum=1),
     "RECONCILE_INTERVAL_SECONDS": env_int("RAILYARD_RECONCILE_INTERVAL", 2, minimum=1),

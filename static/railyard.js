@@ -108,7 +108,7 @@ function setupLaunchForm(button) {
 
   button.addEventListener("click", async () => {
     const params = new URLSearchParams({source: field("source_kind").value, format: field("source_format").value,
-                                        path: field("source_path").value});
+                                        path: field("source_path").value, project: field("project").value});
     status.textContent = "Reading columns…";
     const response = await fetch(`${button.dataset.url}?${params}`, {headers: {Accept: "application/json"}});
     const body = await response.json();

@@ -56,8 +56,9 @@ def job(settings, cluster: dict | None = None, **overrides) -> dict:
 def test_every_profiles_job_validates_strictly(settings, profile):
     made = job(
         settings,
-        {"env_from_secrets": ["railyard-s3"], "service_account": "railyard-trainer"},
+        {"service_account": "railyard-trainer"},
         compute_resource=profile,
+        secrets=("railyard-s3",),
         profile=settings.RAILYARD["COMPUTE_RESOURCES"][profile],
     )
     kubernetes_validate.validate(made, KUBERNETES_VERSION, strict=True)
@@ -148,9 +149,9 @@ def test_the_trainer_runs_locked_down(settings):
     assert mounts["/etc/railyard"]["readOnly"] is True
 
 
-def test_credentials_are_only_referenced(settings):
-    container = job(settings, {"env_from_secrets": ["railyard-s3"]})["spec"]["template"]["spec"]["containers"][0]
-    assert container["envFrom"] == [{"secretRef": {"name": "railyard-s3"}}]
+def test_credentials_are_only_referenced_and_only_the_projects(settings):
+    container = job(settings, secrets=("fraud-data",))["spec"]["template"]["spec"]["containers"][0]
+    assert container["envFrom"] == [{"secretRef": {"name": "fraud-data"}}]
     assert all("valueFrom" not in e and "SECRET" not in e["name"] for e in container["env"])
 
 

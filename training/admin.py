@@ -255,9 +255,15 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
-    list_display = ["name", "created_at"]
+    """Operators set what data a project may read; its maintainers see it, and manage its members."""
+
+    list_display = ["name", "data_roots", "s3_prefixes", "credentials_secret", "created_at"]
     search_fields = ["name"]
+    fields = ["name", "data_roots", "s3_prefixes", "credentials_secret"]
     inlines = [MembershipInline]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Project | None = None) -> list[str]:
+        return [] if request.user.is_superuser else ["name", "data_roots", "s3_prefixes", "credentials_secret"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Project]:
         return access.projects_for(request)

@@ -30,6 +30,10 @@ class RailyardSettings:
         return [Path(p) for p in self._get("DATA_ROOTS")] or [self.data_dir]
 
     @property
+    def s3_prefixes(self) -> list[str]:
+        return list(self._get("S3_PREFIXES"))
+
+    @property
     def work_dir(self) -> Path:
         return Path(self._get("WORK_DIR"))
 

@@ -1,4 +1,5 @@
-"""A training request checked against what this Railyard has: its workflows, compute profiles and data roots.
+"""A training request checked against what this Railyard has: its workflows, compute profiles, and the
+data roots and S3 prefixes of the request's project.
 
 The rules of the request are the trainer's (`railyard_trainer.schema`: one schema for the service and
 the trainer); this module adds only what needs Django and the settings. `validate(payload)` returns
@@ -8,39 +9,52 @@ the cleaned request or raises `InvalidRequest`, whose `errors` map a dotted path
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from railyard_trainer.paths import PathNotAllowed, allowed_file
+from railyard_trainer.paths import PathNotAllowed, allowed_file, allowed_s3
 from railyard_trainer.schema import Catalogue, check
 from training.conf import railyard
 from training.models import Workflow
+from training.teams import data
+from training.teams.data import DataAccess
 
 
-def data_file(raw: str) -> Path:
-    """The real path of a `file` source; PathNotAllowed when it lies outside the data roots."""
-    return allowed_file(raw, railyard.data_roots, railyard.data_dir)
+def data_file(raw: str, access: DataAccess) -> Path:
+    """The real path of a `file` source; PathNotAllowed when it lies outside the project's data roots."""
+    return allowed_file(raw, access.roots, access.base)
 
 
-def file_problem(raw: str) -> str | None:
+def file_problem(raw: str, access: DataAccess) -> str | None:
     """Why a `file` source's path cannot be used, or None."""
     try:
-        if not data_file(raw).is_file():
+        if not data_file(raw, access).is_file():
             return f"No file at {raw!r} under the data roots."
     except PathNotAllowed as exc:
         return str(exc)
     return None
 
 
-def catalogue() -> Catalogue:
+def s3_problem(raw: str, access: DataAccess) -> str | None:
+    try:
+        allowed_s3(raw, access.s3_prefixes)
+    except PathNotAllowed as exc:
+        return str(exc)
+    return None
+
+
+def catalogue(access: DataAccess) -> Catalogue:
     return Catalogue(
         workflows=dict(Workflow.objects.filter(is_available=True).values_list("name", "parameters")),
         compute_resources=list(railyard.compute_resources),
         default_compute_resource=railyard.default_compute_resource,
-        file_problem=file_problem,
+        file_problem=partial(file_problem, access=access),
+        s3_problem=partial(s3_problem, access=access),
     )
 
 
 def validate(payload: Any) -> dict:
-    """The cleaned request, with defaults filled in; InvalidRequest listing every bad field."""
-    return check(payload, catalogue())
+    """The cleaned request, with defaults filled in, its data within its project's reach;
+    InvalidRequest listing every bad field."""
+    return check(payload, catalogue(data.named(payload.get("project") if isinstance(payload, dict) else None)))

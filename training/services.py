@@ -16,6 +16,7 @@ from training import access, audit, compositions, contract, states
 from training.conf import railyard
 from training.models import AuditAction, IdempotencyKey, Project, Role, Run, RunEvent, Workflow
 from training.segments import services as segments
+from training.teams import data
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 MAX_IDEMPOTENCY_KEY = 255
@@ -46,9 +47,10 @@ def clean_idempotency_key(raw: str | None) -> str | None:
 def resolve_spec(clean: dict, run_id: int) -> dict:
     """The trainer's spec: the cleaned request with paths made absolute and the run's identity added."""
     spec = copy.deepcopy(clean)
+    access = data.named(clean["project"])
     for source in spec["data"]["features"]:
         if source["source"] == FILE:
-            source["path"] = str(contract.data_file(source["path"]))
+            source["path"] = str(contract.data_file(source["path"], access))
     segment_by = spec.get("train", {}).get("segment_by")
     if segment_by and segment_by["jobs"] is None:  # the compute profile's number of jobs, else the default
         profile = railyard.compute_resources.get(clean["compute_resource"], {})

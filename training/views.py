@@ -29,9 +29,10 @@ from training import access, artifacts, charts, compare, services
 from training.conf import railyard
 from training.forms import LaunchForm, initial_from_request
 from training.logs import progress, run_log, time_left
-from training.models import Role, Run, Segment, Workflow
+from training.models import Project, Role, Run, Segment, Workflow
 from training.segments import services as segmented
 from training.segments import views as segments
+from training.teams import data
 
 LOG_TAIL_LINES = 200
 PAGE_SIZE = 25
@@ -328,8 +329,14 @@ def source_columns(request: HttpRequest) -> JsonResponse:
     source, fmt, path = (request.GET.get(k, "").strip() for k in ("source", "format", "path"))
     if not path:
         return JsonResponse({"error": "Give the data path first."}, status=400)
+    # The named project's data, if the caller belongs to it; a project yet to be made has the defaults.
+    named = request.GET.get("project", "").strip()
+    project = access.projects_for(request).filter(name=named).first()
+    if project is None and Project.objects.filter(name=named).exists():
+        return JsonResponse({"error": f"You are not a member of project {named}."}, status=403)
+    reach = data.of(project)
     try:
-        found = columns(source, fmt, path, roots=railyard.data_roots, base=railyard.data_dir)
+        found = columns(source, fmt, path, roots=reach.roots, base=reach.base, prefixes=reach.s3_prefixes)
     except (BadDataError, ValueError) as exc:
         return JsonResponse({"error": str(exc)}, status=400)
     return JsonResponse({"columns": [{"name": name, "type": kind} for name, kind in found]})

@@ -34,6 +34,7 @@ from training.executors import (
 from training.executors.base import trainer_environment
 from training.models import Job, Run
 from training.segments import services as segments
+from training.teams import data
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +144,8 @@ def note(run: Run, message: str) -> None:
 def job_inputs(job: Job, run: Run, executor: Executor) -> JobInputs:
     """What the executor needs to start the job, as plain values."""
     profile = railyard.compute_resources[job.compute_resource]
-    roots = [str(root) for root in railyard.data_roots]
+    access = data.of(run.project)
+    roots = [str(root) for root in access.roots]
     spec, artifact_uri, run_ids = run.spec, run.artifact_uri, (run.pk,)
     if segments.is_packed(run):
         runs = list(Run.objects.filter(memberships__job=job, memberships__attempt=F("attempt")).order_by("pk"))
@@ -161,8 +163,9 @@ def job_inputs(job: Job, run: Run, executor: Executor) -> JobInputs:
         profile=profile,
         image=railyard.trainer_image,
         timeout_seconds=railyard.run_timeout,
-        env=trainer_environment(executor.trainer_settings, roots, executor.threads(profile)),
+        env=trainer_environment(executor.trainer_settings, roots, executor.threads(profile), access.s3_prefixes),
         run_ids=run_ids,
+        secrets=tuple(access.secrets),
     )
 
 

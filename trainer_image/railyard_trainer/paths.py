@@ -1,8 +1,9 @@
-"""Which local files a `file` source may name: only files under the configured data roots.
+"""Which data a source may name: local files only under the configured data roots, S3 objects only
+under the configured prefixes (when any are).
 
-The web app (validation, "Read columns") and the trainer both ask `allowed_file`, so a path that
-escapes the roots — `..`, an absolute path elsewhere, a symlink pointing out — is refused in
-every entry point with the same words, which never say whether the file exists.
+The web app (validation, "Read columns") and the trainer both ask `allowed_file` and `allowed_s3`, so
+a path that escapes — `..`, an absolute path elsewhere, a symlink pointing out, another bucket — is
+refused in every entry point with the same words, which never say whether the data exists.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from railyard_trainer.errors import BadDataError
 
 #: The trainer's data roots, comma-separated, as the executors pass them.
 ROOTS_ENV = "RAILYARD_DATA_ROOTS"
+#: The trainer's S3 prefixes (`s3://bucket/` or `s3://bucket/folder/`), comma-separated; none: any bucket.
+S3_PREFIXES_ENV = "RAILYARD_S3_PREFIXES"
 #: Never readable, whatever the roots say: kernel and device files (secrets in /proc/self/environ).
 FORBIDDEN = (Path("/proc"), Path("/sys"), Path("/dev"))
 
@@ -58,3 +61,22 @@ def allowed_file(raw: str, roots: Sequence[Path], base: Path | None = None) -> P
         if real.is_relative_to(os.path.realpath(root)):
             return real
     raise PathNotAllowed(refusal(raw, roots))
+
+
+def prefixes_from_env() -> list[str]:
+    return [part.strip() for part in os.environ.get(S3_PREFIXES_ENV, "").split(",") if part.strip()]
+
+
+def allowed_s3(raw: str, prefixes: Sequence[str]) -> None:
+    """PathNotAllowed unless `raw` (an object, or a folder of them) lies under one of `prefixes`; with
+    no prefixes every bucket may be read."""
+    if not prefixes:
+        return
+    parts = raw.removeprefix("s3://").split("/")
+    if raw.startswith("s3://") and ".." not in parts and "." not in parts:
+        folder = raw if raw.endswith("/") else raw + "/"
+        for prefix in prefixes:
+            if folder.startswith(prefix if prefix.endswith("/") else prefix + "/"):
+                return
+    where = ", ".join(prefixes)
+    raise PathNotAllowed(f"{raw!r} is not S3 data Railyard may read: s3 sources must lie under {where}.")

@@ -77,6 +77,8 @@ class Catalogue:
     default_compute_resource: str
     #: Why a `file` source's path cannot be read (outside the data roots, no such file), or None.
     file_problem: Callable[[str], str | None]
+    #: Why an `s3` source's path may not be read (outside the project's buckets), or None.
+    s3_problem: Callable[[str], str | None] | None = None
 
 
 class _Checker:
@@ -214,8 +216,7 @@ def check_spec(raw: Any) -> dict:
 def _check_training(c: _Checker, request: dict, catalogue: Catalogue | None) -> tuple[dict, dict]:
     """`data` and `train`, checked and with their defaults."""
     data = c.obj(request.get("data"), "data", DATA_KEYS, ("features",)) if "data" in request else {}
-    file_problem = catalogue.file_problem if catalogue else None
-    columns, date_columns = _check_sources(c, data.get("features"), file_problem)
+    columns, date_columns = _check_sources(c, data.get("features"), catalogue)
     date_range = c.date_range(data.get("date_range"), "data.date_range")
     if data.get("date_range") is not None and not date_columns:
         c.add("data.date_range", "A date range needs a feature source with a 'date_column'.")
@@ -240,9 +241,7 @@ def is_slug(value: str) -> bool:
     return 0 < len(value) <= 100 and all(ch.isalnum() or ch in "-_" for ch in value) and value.isascii()
 
 
-def _check_sources(
-    c: _Checker, features: Any, file_problem: Callable[[str], str | None] | None
-) -> tuple[set[str], list[str]]:
+def _check_sources(c: _Checker, features: Any, catalogue: Catalogue | None) -> tuple[set[str], list[str]]:
     columns: set[str] = set()
     date_columns: list[str] = []
     if features is None:
@@ -262,10 +261,14 @@ def _check_sources(
         if source.get("format") is not None and source["format"] not in FORMATS:
             c.add(f"{path}.format", f"Unknown format {source['format']!r}; choose one of {', '.join(FORMATS)}.")
         location = c.string(source.get("path"), f"{path}.path", 2048)
+        file_problem = catalogue.file_problem if catalogue else None
+        s3_problem = catalogue.s3_problem if catalogue else None
         if location and file_problem and source.get("source") == FILE and (problem := file_problem(location)):
             c.add(f"{path}.path", problem)
         if location and source.get("source") == S3 and not S3_PATH.match(location):
             c.add(f"{path}.path", "An s3 source's path is s3://bucket/key, or s3://bucket/prefix/ for many files.")
+        elif location and s3_problem and source.get("source") == S3 and (problem := s3_problem(location)):
+            c.add(f"{path}.path", problem)
         if "version_id" in source:
             version = c.string(source.get("version_id"), f"{path}.version_id", 1024)
             if version and (source.get("source") != S3 or not location or location.endswith("/")):

@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from railyard_trainer.errors import BadDataError
-from railyard_trainer.paths import PathNotAllowed, allowed_file, roots_from_env
+from railyard_trainer.paths import PathNotAllowed, allowed_file, allowed_s3, prefixes_from_env, roots_from_env
 from railyard_trainer.spec import DateRange, FeatureSource
 from railyard_trainer.stages import log
 
@@ -91,6 +91,10 @@ def read_s3(source: FeatureSource, where: str, date_range: DateRange | None, rea
 
     from railyard_trainer.storage import describe_s3_error, s3_client, split_s3_uri
 
+    try:
+        allowed_s3(source.path, prefixes_from_env())
+    except PathNotAllowed as exc:
+        raise PathNotAllowed(f"{where}: {exc}") from None
     bucket, key = split_s3_uri(source.path)
     client = s3_client()
     # A pinned version is read, whatever the key holds now.
@@ -196,11 +200,17 @@ def _schema(data: Path | BinaryIO, fmt: str, label: str) -> list[tuple[str, str]
 
 
 def columns(
-    source: str, fmt: str, path: str, roots: Sequence[Path] | None = None, base: Path | None = None
+    source: str,
+    fmt: str,
+    path: str,
+    roots: Sequence[Path] | None = None,
+    base: Path | None = None,
+    prefixes: Sequence[str] | None = None,
 ) -> list[tuple[str, str]]:
     """The columns a source offers and their types, read from its (first) file without loading data.
 
-    A file source is read only under `roots` (the trainer's own data roots when not given).
+    A file source is read only under `roots`, an s3 source only under `prefixes` (the trainer's own
+    when not given).
     """
     if fmt not in FORMATS:
         raise BadDataError(f"unknown format {fmt!r}")
@@ -215,6 +225,7 @@ def columns(
 
     from railyard_trainer.storage import describe_s3_error, s3_client, split_s3_uri
 
+    allowed_s3(path, prefixes_from_env() if prefixes is None else prefixes)
     bucket, key = split_s3_uri(path)
     client = s3_client()
     try:

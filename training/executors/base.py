@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from railyard_trainer.paths import ROOTS_ENV
+from railyard_trainer.paths import ROOTS_ENV, S3_PREFIXES_ENV
 from railyard_trainer.stages import THREADS_ENV
 from railyard_trainer.vocabulary import Cause
 
@@ -48,11 +48,15 @@ LOCAL_TRAINER_SETTINGS = (
 THREAD_LIMITS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "LOKY_MAX_CPU_COUNT", THREADS_ENV)
 
 
-def trainer_environment(names: tuple[str, ...], data_roots: list[str], threads: int) -> dict[str, str]:
-    """The environment a trainer starts with: the named settings the worker has, the data roots, and
-    its thread budget (so that trainers sharing a machine do not fight over its cores)."""
+def trainer_environment(
+    names: tuple[str, ...], data_roots: list[str], threads: int, s3_prefixes: list[str] = ()
+) -> dict[str, str]:
+    """The environment a trainer starts with: the named settings the worker has, the data roots and S3
+    prefixes of its project, and its thread budget (so that trainers sharing a machine do not fight
+    over its cores)."""
     env = {name: os.environ[name] for name in names if os.environ.get(name)}
     env[ROOTS_ENV] = ",".join(data_roots)
+    env[S3_PREFIXES_ENV] = ",".join(s3_prefixes)
     env.update(dict.fromkeys(THREAD_LIMITS, str(threads)))
     return env
 
@@ -134,6 +138,8 @@ class JobInputs:
     #: Every run the job carries (a segmented request's packed job carries many; `spec` is then the
     #: job's spec, `railyard_trainer.packed`).
     run_ids: tuple[int, ...] = ()
+    #: The Secrets whose keys become the trainer's environment on Kubernetes (its project's).
+    secrets: tuple[str, ...] = ()
 
     @property
     def request_spec(self) -> dict:

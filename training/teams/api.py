@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -16,7 +16,7 @@ from training import access
 from training.api import COMMON_ERRORS, INPUT_ERROR
 from training.models import ApiToken, Membership, Project, Role
 from training.serializers import ErrorSerializer
-from training.teams import services
+from training.teams import data, services
 
 ANY_OBJECT = {"application/json": {"type": "object"}}
 FORBIDDEN = {403: COMMON_ERRORS[403]}
@@ -43,9 +43,25 @@ class ProjectSerializer(serializers.ModelSerializer):
 
 class ProjectDetailSerializer(ProjectSerializer):
     members = MemberSerializer(source="memberships", many=True, read_only=True)
+    data = serializers.SerializerMethodField(help_text="What its sources may read: set by operators.")
 
     class Meta(ProjectSerializer.Meta):
-        fields = [*ProjectSerializer.Meta.fields, "members"]
+        fields = [*ProjectSerializer.Meta.fields, "members", "data"]
+
+    @extend_schema_field(
+        inline_serializer(
+            "ProjectData",
+            {
+                "roots": serializers.ListField(child=serializers.CharField()),
+                "s3_prefixes": serializers.ListField(
+                    child=serializers.CharField(), help_text="None: any bucket the credentials reach."
+                ),
+            },
+        )
+    )
+    def get_data(self, project: Project) -> dict:
+        reach = data.of(project)
+        return {"roots": [str(root) for root in reach.roots], "s3_prefixes": reach.s3_prefixes}
 
 
 class TokenSerializer(serializers.ModelSerializer):

@@ -16,7 +16,7 @@ from railyard_trainer.body import InvalidRequest
 from railyard_trainer.schema import is_slug
 from training import access, audit
 from training.models import Role
-from training.teams import services
+from training.teams import data, services
 from training.views import runs_page
 
 
@@ -62,6 +62,7 @@ def project_detail(request: HttpRequest, name: str) -> HttpResponse:
         members=project.memberships.select_related("user"),
         roles=Role.values,
         audit=audit.recent(project),
+        data=data.of(project),
     )
 
 

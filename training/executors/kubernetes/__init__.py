@@ -154,8 +154,6 @@ class KubernetesExecutor(Executor):
             namespace=self.namespace,
             backoff_limit=railyard.k8s_backoff_limit,
             ttl_seconds_after_finished=railyard.k8s_ttl_seconds_after_finished,
-            # Credentials reach trainers only by reference to these Secrets, never in the Job itself.
-            env_from_secrets=railyard.k8s_env_from_secrets,
             service_account=railyard.k8s_service_account,
         )
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -41,7 +41,6 @@ class ClusterSettings:
     namespace: str
     backoff_limit: int = 1
     ttl_seconds_after_finished: int = 86400
-    env_from_secrets: list[str] = field(default_factory=list)
     service_account: str = ""
 
 
@@ -193,8 +192,8 @@ def job(inputs: JobInputs, cluster: ClusterSettings) -> dict[str, Any]:
         "volumeMounts": mounts,
         "securityContext": container_security,
     }
-    if cluster.env_from_secrets:
-        container["envFrom"] = [{"secretRef": {"name": secret}} for secret in cluster.env_from_secrets]
+    if inputs.secrets:  # the project's credentials, and no other project's
+        container["envFrom"] = [{"secretRef": {"name": secret}} for secret in inputs.secrets]
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
