@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 from pathlib import Path
@@ -105,3 +106,17 @@ def env_command(name: str, default: list[str]) -> list[str]:
         return shlex.split(raw) if raw else list(default)
     except ValueError as exc:
         raise ImproperlyConfigured(f"{name}={raw!r} is not a command line: {exc}") from None
+
+
+def env_commands(name: str) -> dict[str, list[str]]:
+    """A JSON object of names to command lines (`{"registry/team:1": "/opt/venvs/team/bin/python -m x"}`)."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return {}
+    try:
+        found = json.loads(raw)
+        if not isinstance(found, dict) or not all(isinstance(v, str) and v.strip() for v in found.values()):
+            raise ValueError("it must be a JSON object of names to command lines")
+        return {key: shlex.split(value) for key, value in found.items()}
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a JSON object of command lines: {exc}") from None

@@ -11,6 +11,7 @@ from railyard_site.env import (
     database_from_url,
     env_bool,
     env_command,
+    env_commands,
     env_int,
     env_list,
     env_rate,
@@ -224,6 +225,9 @@ RAILYARD = {
     # creates it, its sender its maintainer); off, only users granted training.add_project may.
     "ANYONE_CREATES_PROJECTS": env_bool("RAILYARD_ANYONE_CREATES_PROJECTS", True),
     "TRAINER_COMMAND": env_command("RAILYARD_TRAINER_COMMAND", [sys.executable, "-m", "railyard_trainer"]),
+    # The local executor's trainers of teams' images: a JSON object of image → command line, e.g.
+    # {"registry.example.com/fraud/trainer:3": "/opt/venvs/fraud/bin/python -m railyard_trainer"}.
+    "LOCAL_IMAGES": env_commands("RAILYARD_LOCAL_IMAGES"),
     # The Kubernetes executor (RAILYARD_EXECUTOR=kubernetes). The cluster is found through the
     # in-cluster service account, else KUBECONFIG or ~/.kube/config.
     "K8S_NAMESPACE": env_str("RAILYARD_K8S_NAMESPACE", "railyard"),

@@ -21,8 +21,7 @@ from django_q.conf import Conf
 from rest_framework.test import APIClient
 
 from railyard_trainer.paths import ROOTS_ENV
-from training import demo
-from training.management.commands.sync_workflows import installed_workflows, sync
+from training import demo, images
 from training.models import ApiToken, Run
 
 DATASET_ROWS = 12_000
@@ -67,12 +66,12 @@ def enqueue_only(monkeypatch):
 
 @pytest.fixture(scope="session")
 def catalogue() -> list[dict]:
-    return installed_workflows()[0]
+    return images.discover(images.DEFAULT)[0]
 
 
 @pytest.fixture
 def workflows(db, catalogue):
-    sync(catalogue)
+    images.sync(images.DEFAULT, catalogue)
 
 
 @pytest.fixture

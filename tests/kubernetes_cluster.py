@@ -71,6 +71,8 @@ class Cluster:
         self.emulator["get", kmock.resource("v1/pods"), kmock.subresource("log")] << self._pod_log
         self.node_labels: list[dict[str, str]] = [{"kubernetes.io/os": "linux"}]
         self.broken_images: set[str] = set()
+        #: Images whose `python` is another interpreter here (a team's trainer, as a virtualenv).
+        self.images: dict[str, str] = {}
         # Stop trainers (SIGSTOP) once they have logged their first stage, so a test can act while one runs.
         self.pause_trainers = False
         self.jobs: dict[str, JobRun] = {}
@@ -284,7 +286,8 @@ class Cluster:
         return wanted <= set(self.objects("configmaps"))
 
     def _run_container(self, pod: str, pod_spec: dict, container: dict) -> tuple[subprocess.Popen, Path]:
-        """Run the container's command here: volumes become folders, `python` this interpreter."""
+        """Run the container's command here: volumes become folders, `python` this interpreter (or the
+        one `images` names for the container's image)."""
         root = self.workdir / "pods" / pod
         mounts: dict[str, str] = {}
         for volume in pod_spec.get("volumes", []):
@@ -312,7 +315,7 @@ class Cluster:
         env.update({item["name"]: local_path(item["value"]) for item in container.get("env", [])})
         command = [local_path(arg) for arg in container["command"]]
         if command[0] == "python":
-            command[0] = sys.executable
+            command[0] = self.images.get(container["image"], sys.executable)
         log = root / "container.log"
         root.mkdir(parents=True, exist_ok=True)
         with open(log, "wb") as out:

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from django.core.management import CommandError, call_command
 
-from training.management.commands.sync_workflows import sync
+from training import images
 from training.models import ApiToken, Run, Workflow
 
 
@@ -61,7 +61,7 @@ def test_create_api_token_names_an_unknown_user(db):
 
 def test_sync_workflows_reads_the_installed_trainer(db, catalogue):
     output = run_command("sync_workflows")
-    assert output == f"{len(catalogue)} workflow(s) available, 0 retired.\n"
+    assert output == f"railyard-trainer:0.1.0: {len(catalogue)} workflow(s) available, 0 retired.\n"
     regression = Workflow.objects.get(name="gradient_boosting_regressor")
     assert (regression.task, regression.is_available) == ("regression", True)
 
@@ -80,7 +80,7 @@ def test_sync_workflows_skips_a_package_that_cannot_be_imported_and_keeps_the_re
 
     call_command("sync_workflows", stdout=out, stderr=err)
 
-    assert out.getvalue() == f"{len(catalogue)} workflow(s) available, 0 retired.\n"
+    assert out.getvalue() == f"railyard-trainer:0.1.0: {len(catalogue)} workflow(s) available, 0 retired.\n"
     assert "warning: workflow 'broken' skipped: broken_workflows.models:Broken cannot be imported: " in err.getvalue()
     assert "No module named 'broken_workflows'" in err.getvalue()
     assert not Workflow.objects.filter(name="broken").exists()
@@ -88,8 +88,8 @@ def test_sync_workflows_skips_a_package_that_cannot_be_imported_and_keeps_the_re
 
 
 def test_sync_workflows_retires_workflows_that_are_gone(db, catalogue):
-    sync(catalogue)
-    synced, retired = sync([w for w in catalogue if w["name"] != "random_forest"])
+    images.sync(images.DEFAULT, catalogue)
+    synced, retired = images.sync(images.DEFAULT, [w for w in catalogue if w["name"] != "random_forest"])
     assert (synced, retired) == (len(catalogue) - 1, 1)
     assert not Workflow.objects.get(name="random_forest").is_available
 

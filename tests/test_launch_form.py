@@ -8,7 +8,7 @@ import re
 import pytest
 
 from training import services
-from training.models import Run
+from training.models import Run, Workflow
 
 pytestmark = pytest.mark.usefixtures("workflows")
 
@@ -172,7 +172,7 @@ def test_a_clone_launched_unchanged_is_the_request_it_was_cloned_from(alice, wor
     initial = initial_from_request(original)
     posted = {name: "" if value is None else str(value) for name, value in initial.items()}
 
-    form = LaunchForm(posted)
+    form = LaunchForm(posted, workflows=Workflow.objects.all())
 
     assert form.is_valid(), form.errors
     assert form.request_payload == original

@@ -47,13 +47,12 @@ def test_a_dispatcher_keeps_its_claims_however_long_a_launch_takes(alice, catalo
     dispatcher would take the job over and launch it again."""
     from django.db import connection
 
-    from training import services
-    from training.management.commands.sync_workflows import sync
+    from training import images, services
 
     if connection.vendor != "postgresql":
         pytest.skip("several dispatchers, and the keeper thread, run on PostgreSQL")
     settings.RAILYARD = {**settings.RAILYARD, "LEASE_SECONDS": 2}
-    sync(catalogue)
+    images.sync(images.DEFAULT, catalogue)
     run, _ = services.submit(alice, fraud_request)
     claimed = leases.claim_queued("local", "slow-dispatcher", 10)
     assert [r.pk for _, r in claimed] == [run.pk]

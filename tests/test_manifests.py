@@ -241,3 +241,14 @@ def test_a_packed_jobs_manifest_validates_names_its_runs_and_mounts_the_folder_o
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["artifacts"]["hostPath"]["path"] == "/srv/railyard/artifacts/runs"
     assert sorted(v["hostPath"]["path"] for name, v in volumes.items() if name.startswith("data-")) == ["/srv/data"]
+
+
+def test_the_catalogue_job_validates_strictly_and_carries_nothing_but_the_image():
+    cluster = manifests.ClusterSettings(namespace="railyard")
+    made = manifests.catalogue_job("registry.example.com/churn/trainer:1", "railyard-catalogue-1", cluster)
+    kubernetes_validate.validate(made, KUBERNETES_VERSION, strict=True)
+    container = made["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "registry.example.com/churn/trainer:1"
+    assert container["command"] == ["python", "-m", "railyard_trainer", "workflows", "--json"]
+    assert "envFrom" not in container  # no project's credentials
+    assert made["spec"]["template"]["spec"]["automountServiceAccountToken"] is False

@@ -182,6 +182,7 @@ API = [
     Route("api-projects", "GET", "viewer", kind="list", shows=lambda w: '"name":"fraud"'),
     Route("api-projects", "POST", "unlimited", body=lambda w: {"name": f"p{next(counter)}"}),
     Route("api-project-detail", "GET", "viewer", fraud),
+    Route("api-project-image", "PUT", "maintainer", fraud, body=lambda w: {"image": ""}),
     Route("api-project-members", "POST", "maintainer", fraud, body=lambda w: {"username": "dora", "role": "viewer"}),
     Route("api-project-member", "DELETE", "maintainer", lambda w: {"name": "fraud", "username": w.fresh_member()}),
     Route("api-tokens", "GET", "signed-in"),

@@ -27,7 +27,7 @@ def test_whoever_creates_a_project_maintains_it(fraud, api):
     assert fraud["role"] == "maintainer"
     assert [(m["username"], m["role"]) for m in fraud["members"]] == [("alice", "maintainer")]
     assert api.get("/api/v1/projects").json() == [
-        {"name": "fraud", "created_at": fraud["created_at"], "role": "maintainer"}
+        {"name": "fraud", "created_at": fraud["created_at"], "role": "maintainer", "trainer_image": ""}
     ]
 
 

@@ -154,9 +154,9 @@ def test_a_batch_of_launches_is_recorded_together_and_skips_what_another_launche
 
 @pytest.mark.django_db(transaction=True)
 def test_two_workers_racing_on_one_transition_have_exactly_one_winner(alice, catalogue, fraud_request):
-    from training.management.commands.sync_workflows import sync
+    from training import images
 
-    sync(catalogue)
+    images.sync(images.DEFAULT, catalogue)
     run = services.submit(alice, fraud_request)[0]
     launched(run)
     contenders = 4
@@ -194,9 +194,9 @@ def test_a_cancel_loses_to_a_finish_that_came_first(run):
 
 @pytest.mark.django_db(transaction=True)
 def test_dispatchers_racing_to_open_a_runs_job_share_one(alice, catalogue, fraud_request):
-    from training.management.commands.sync_workflows import sync
+    from training import images
 
-    sync(catalogue)
+    images.sync(images.DEFAULT, catalogue)
     run = services.submit(alice, fraud_request)[0]
     contenders = 4
     barrier = threading.Barrier(contenders)

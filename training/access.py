@@ -40,6 +40,7 @@ from training.models import (
     RunQuerySet,
     Schedule,
     Webhook,
+    Workflow,
 )
 
 Who = HttpRequest | Request | AbstractBaseUser | AnonymousUser
@@ -144,6 +145,15 @@ def audit_for(who: Who) -> QuerySet[AuditEntry]:
     if caller(who).reaches_every_project():
         return entries
     return entries.filter(project__in=projects_for(who))
+
+
+def workflows_for(who: Who) -> QuerySet[Workflow]:
+    """The workflows `who` may see and launch: the installation's trainer's, and those of the images
+    of their projects (an operator's: every image's)."""
+    if caller(who).reaches_every_project():
+        return Workflow.objects.all()
+    images = {""} | set(projects_for(who).exclude(trainer_image="").values_list("trainer_image", flat=True))
+    return Workflow.objects.filter(image__in=images)
 
 
 def get(queryset: QuerySet, who: Who, role: Role = Role.VIEWER, **lookup: object) -> DjangoModel:

@@ -10,7 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from railyard_trainer.vocabulary import RunStatus
-from training import access, audit, services, states
+from training import access, audit, images, services, states
 from training.models import (
     ApiToken,
     Artifact,
@@ -257,13 +257,24 @@ class MembershipInline(admin.TabularInline):
 class ProjectAdmin(admin.ModelAdmin):
     """Operators set what data a project may read; its maintainers see it, and manage its members."""
 
-    list_display = ["name", "data_roots", "s3_prefixes", "credentials_secret", "created_at"]
+    list_display = ["name", "trainer_image", "data_roots", "s3_prefixes", "credentials_secret", "created_at"]
     search_fields = ["name"]
-    fields = ["name", "data_roots", "s3_prefixes", "credentials_secret"]
+    fields = ["name", "trainer_image", "data_roots", "s3_prefixes", "credentials_secret"]
     inlines = [MembershipInline]
+    actions = ["register_images"]  # after changing an image: its workflows are read from it
 
     def get_readonly_fields(self, request: HttpRequest, obj: Project | None = None) -> list[str]:
-        return [] if request.user.is_superuser else ["name", "data_roots", "s3_prefixes", "credentials_secret"]
+        return [] if request.user.is_superuser else self.fields
+
+    @admin.action(description="Register the workflows of the selected projects' trainer images")
+    def register_images(self, request: HttpRequest, queryset: QuerySet[Project]) -> None:
+        for image in sorted(set(queryset.values_list("trainer_image", flat=True))):
+            try:
+                synced, retired, _ = images.register(image)
+            except images.DiscoveryFailed as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+            else:
+                self.message_user(request, f"{images.reference(image)}: {synced} workflow(s), {retired} retired.")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Project]:
         return access.projects_for(request)

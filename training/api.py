@@ -21,9 +21,9 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from railyard_trainer.body import InvalidRequest, parse_body
 from railyard_trainer.storage import StoreError
 from railyard_trainer.vocabulary import RunStatus
-from training import access, artifacts, logs, services, webhooks
+from training import access, artifacts, images, logs, services, webhooks
 from training.conf import railyard
-from training.models import Role, Run, RunQuerySet, Webhook, Workflow
+from training.models import Role, Run, RunQuerySet, Webhook
 from training.openapi import run_request_schema
 from training.segments import services as segments
 from training.serializers import (
@@ -401,11 +401,22 @@ class RunArtifact(RunAction):
         return FileResponse(stream, as_attachment=True, filename=name, content_type=artifact.content_type)
 
 
-@extend_schema(responses={200: WorkflowSerializer(many=True), 401: COMMON_ERRORS[401]})
+@extend_schema(
+    parameters=[OpenApiParameter("project", str, description="The workflows a request in this project may name.")],
+    responses={200: WorkflowSerializer(many=True), 401: COMMON_ERRORS[401], 404: COMMON_ERRORS[404]},
+)
 class WorkflowList(generics.ListAPIView):
+    """The workflows one may launch: the installation's trainer's and those of one's projects' images."""
+
     serializer_class = WorkflowSerializer
     pagination_class = None
-    queryset = Workflow.objects.filter(is_available=True)
+
+    def get_queryset(self):
+        workflows = access.workflows_for(self.request).filter(is_available=True)
+        if named := self.request.query_params.get("project"):
+            project = access.get(access.projects_for(self.request), self.request, name=named)
+            workflows = workflows.filter(image=images.image_of(project))
+        return workflows
 
 
 @extend_schema(responses={200: ComputeResourceSerializer(many=True), 401: COMMON_ERRORS[401]})

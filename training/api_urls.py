@@ -33,6 +33,7 @@ urlpatterns = [
     path("schedules/<int:pk>/backfill", retraining.BackfillSchedule.as_view(), name="api-schedule-backfill"),
     path("projects", teams.ProjectList.as_view(), name="api-projects"),
     path("projects/<slug:name>", teams.ProjectDetail.as_view(), name="api-project-detail"),
+    path("projects/<slug:name>/image", teams.ProjectImage.as_view(), name="api-project-image"),
     path("projects/<slug:name>/members", teams.ProjectMembers.as_view(), name="api-project-members"),
     path("projects/<slug:name>/members/<str:username>", teams.ProjectMember.as_view(), name="api-project-member"),
     path("tokens", teams.TokenList.as_view(), name="api-tokens"),

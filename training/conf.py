@@ -74,6 +74,10 @@ class RailyardSettings:
         return list(self._get("TRAINER_COMMAND"))
 
     @property
+    def local_images(self) -> dict[str, list[str]]:
+        return dict(self._get("LOCAL_IMAGES"))
+
+    @property
     def compute_resources(self) -> dict[str, dict]:
         return self._get("COMPUTE_RESOURCES")
 

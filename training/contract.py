@@ -1,5 +1,5 @@
-"""A training request checked against what this Railyard has: its workflows, compute profiles, and the
-data roots and S3 prefixes of the request's project.
+"""A training request checked against what this Railyard has: its compute profiles, and the workflows
+(of its trainer image), data roots and S3 prefixes of the request's project.
 
 The rules of the request are the trainer's (`railyard_trainer.schema`: one schema for the service and
 the trainer); this module adds only what needs Django and the settings. `validate(payload)` returns
@@ -15,8 +15,9 @@ from typing import Any
 
 from railyard_trainer.paths import PathNotAllowed, allowed_file, allowed_s3
 from railyard_trainer.schema import Catalogue, check
+from training import images
 from training.conf import railyard
-from training.models import Workflow
+from training.models import Project
 from training.teams import data
 from training.teams.data import DataAccess
 
@@ -44,9 +45,11 @@ def s3_problem(raw: str, access: DataAccess) -> str | None:
     return None
 
 
-def catalogue(access: DataAccess) -> Catalogue:
+def catalogue(project: Project | None) -> Catalogue:
+    """What a request in `project` may use: its image's workflows, its data (a new project: the defaults)."""
+    access = data.of(project)
     return Catalogue(
-        workflows=dict(Workflow.objects.filter(is_available=True).values_list("name", "parameters")),
+        workflows=dict(images.available(images.image_of(project)).values_list("name", "parameters")),
         compute_resources=list(railyard.compute_resources),
         default_compute_resource=railyard.default_compute_resource,
         file_problem=partial(file_problem, access=access),
@@ -57,4 +60,5 @@ def catalogue(access: DataAccess) -> Catalogue:
 def validate(payload: Any) -> dict:
     """The cleaned request, with defaults filled in, its data within its project's reach;
     InvalidRequest listing every bad field."""
-    return check(payload, catalogue(data.named(payload.get("project") if isinstance(payload, dict) else None)))
+    name = payload.get("project") if isinstance(payload, dict) else None
+    return check(payload, catalogue(Project.objects.filter(name=name).first() if isinstance(name, str) else None))

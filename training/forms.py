@@ -10,6 +10,7 @@ import re
 from typing import Any
 
 from django import forms
+from django.db.models import QuerySet
 
 from railyard_trainer import body
 from railyard_trainer import vocabulary as v
@@ -111,13 +112,13 @@ class LaunchForm(forms.Form):
         '"train": {"positive_class": "fraud", "decision_threshold": 0.3}, "data": {"id_column": "charge_id"}}.',
     )
 
-    def __init__(self, *args: Any, **kwargs: Any):
+    def __init__(self, *args: Any, workflows: QuerySet[Workflow], **kwargs: Any):
+        """`workflows`: those the user may launch (the request's project decides which image's apply)."""
         super().__init__(*args, **kwargs)
         self.fields["compute_resource"].choices = [(n, n) for n in railyard.compute_resources]
         self.fields["compute_resource"].initial = railyard.default_compute_resource
-        self.fields["workflow_name"].choices = [
-            (w.name, f"{w.name} ({w.task})") for w in Workflow.objects.filter(is_available=True)
-        ]
+        offered = {w.name: f"{w.name} ({w.task})" for w in workflows.filter(is_available=True).order_by("name")}
+        self.fields["workflow_name"].choices = list(offered.items())
         self.request_payload: dict | None = None
 
     def _json(self, name: str, default: Any) -> Any:

@@ -154,7 +154,8 @@ class RunDetailSerializer(RunSerializer):
 class WorkflowSerializer(serializers.ModelSerializer):
     class Meta:
         model = Workflow
-        fields = ["name", "task", "description", "default_params", "parameters"]
+        fields = ["name", "image", "task", "description", "default_params", "parameters"]
+        extra_kwargs = {"image": {"help_text": "The trainer image that holds it; empty: the installation's own."}}
 
 
 class ErrorSerializer(serializers.Serializer):

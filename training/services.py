@@ -12,9 +12,9 @@ from django.utils import timezone
 
 from railyard_trainer.body import InvalidRequest, check_json
 from railyard_trainer.vocabulary import DEFAULT_SEGMENT_JOBS, FILE, RunKind, RunStatus
-from training import access, audit, compositions, contract, states
+from training import access, audit, compositions, contract, images, states
 from training.conf import railyard
-from training.models import AuditAction, IdempotencyKey, Project, Role, Run, RunEvent, Workflow
+from training.models import AuditAction, IdempotencyKey, Project, Role, Run, RunEvent
 from training.segments import services as segments
 from training.teams import data
 
@@ -134,8 +134,9 @@ def queue_run(
 
     composed = compositions.members(owner, clean) if "compose" in clean else None
     segmented = composed is None and bool(clean["train"].get("segment_by"))
+    image = images.image_of(Project.objects.filter(name=clean["project"]).first())
+    workflow = None if composed is not None else images.workflow(image, clean["train"]["workflow_name"])
     if segmented:
-        workflow = Workflow.objects.get(name=clean["train"]["workflow_name"])
         segments.check_count(resolve_spec(clean, 0), workflow.task)
     kind = RunKind.COMPOSITION if composed is not None else RunKind.SEGMENTED if segmented else RunKind.SINGLE
     # No savepoint of its own: within a caller's transaction (a fire, an idempotent submit) a
@@ -147,7 +148,7 @@ def queue_run(
             owner=owner,
             user=clean["user"] or owner.get_username(),
             project=project,
-            workflow=None if composed is not None else Workflow.objects.get(name=clean["train"]["workflow_name"]),
+            workflow=workflow,
             model_description=clean["model_description"],
             compute_resource=clean["compute_resource"],
             request=payload,

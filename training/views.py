@@ -25,11 +25,11 @@ from railyard_trainer import parameters
 from railyard_trainer import vocabulary as v
 from railyard_trainer.body import InvalidRequest
 from railyard_trainer.vocabulary import RunStatus, choices
-from training import access, artifacts, charts, compare, services
+from training import access, artifacts, charts, compare, images, services
 from training.conf import railyard
 from training.forms import LaunchForm, initial_from_request
 from training.logs import progress, run_log, time_left
-from training.models import Project, Role, Run, Segment, Workflow
+from training.models import Project, Role, Run, Segment
 from training.segments import services as segmented
 from training.segments import views as segments
 from training.teams import data
@@ -107,7 +107,7 @@ def run_list(request: HttpRequest) -> HttpResponse:
             "counts": status_counts(request.user),
             "statuses": choices(RunStatus),
             "projects": access.projects_for(request).values_list("name", flat=True),
-            "workflows": Workflow.objects.values_list("name", flat=True),
+            "workflows": access.workflows_for(request).values_list("name", flat=True).distinct(),
         },
     )
 
@@ -256,7 +256,8 @@ def launch(request: HttpRequest) -> HttpResponse:
     if (clone := _id(request.GET.get("clone", ""))) is not None:
         original = get_object_or_404(access.runs_for(request), pk=clone)
         initial = initial_from_request(original.request)
-    form = LaunchForm(request.POST or None, initial=initial)
+    workflows = access.workflows_for(request).filter(is_available=True)
+    form = LaunchForm(request.POST or None, initial=initial, workflows=workflows)
     if request.method == "POST" and form.is_valid():
         try:
             run, _ = services.submit(request, form.request_payload, cloned_from=original)
@@ -269,7 +270,7 @@ def launch(request: HttpRequest) -> HttpResponse:
             return redirect(run)
     catalogue = {
         w.name: {"task": w.task, "description": w.description, "default_params": w.default_params}
-        for w in Workflow.objects.filter(is_available=True)
+        for w in workflows.order_by("-image")  # the installation's last: its entries win a shared name
     }
     context = {"form": form, "clone": clone, "catalogue": catalogue, "vocabulary": v.for_browser()}
     return render(request, "training/launch.html", context, status=400 if form.errors else 200)
@@ -365,13 +366,15 @@ def runs_page(request: HttpRequest, heading: str, runs, metric: str, **context: 
 @login_required
 def workflow_list(request: HttpRequest) -> HttpResponse:
     visible = Q(runs__in=access.runs_for(request))
-    workflows = Workflow.objects.annotate(run_count=Count("runs", filter=visible)).order_by("-is_available", "name")
+    workflows = access.workflows_for(request).annotate(run_count=Count("runs", filter=visible))
+    workflows = workflows.order_by("-is_available", "image", "name")
     return render(request, "training/workflows.html", {"workflows": workflows})
 
 
 @login_required
 def workflow_detail(request: HttpRequest, name: str) -> HttpResponse:
-    workflow = get_object_or_404(Workflow, name=name)
+    image = request.GET.get("image", images.DEFAULT)
+    workflow = get_object_or_404(access.workflows_for(request), name=name, image=image)
     declared = workflow.parameters
     return runs_page(
         request,

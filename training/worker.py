@@ -19,7 +19,7 @@ from django.utils import timezone
 from railyard_trainer import vocabulary as v
 from railyard_trainer.storage import ArtifactNotFound, StoreError, open_store
 from railyard_trainer.vocabulary import JOB_ACTIVE, Cause, JobStatus, RunKind, RunStatus
-from training import artifacts, leases, metrics, provenance, states
+from training import artifacts, images, leases, metrics, provenance, states
 from training.conf import railyard
 from training.executors import (
     Executor,
@@ -161,7 +161,7 @@ def job_inputs(job: Job, run: Run, executor: Executor) -> JobInputs:
         workflow=run.workflow.name if run.workflow_id else v.COMPOSITION_WORKFLOW,
         compute_resource=job.compute_resource,
         profile=profile,
-        image=railyard.trainer_image,
+        image=images.reference(run.workflow.image if run.workflow_id else images.DEFAULT),
         timeout_seconds=railyard.run_timeout,
         env=trainer_environment(executor.trainer_settings, roots, executor.threads(profile), access.s3_prefixes),
         run_ids=run_ids,

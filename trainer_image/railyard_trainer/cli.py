@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--out", required=True, help="artifact URI of the run, e.g. file:///…/runs/42")
     train.set_defaults(handler=_train)
     workflows = commands.add_parser("workflows", help="print the installed workflows as JSON")
+    workflows.add_argument("--json", action="store_true", help="as JSON (the only form there is)")
     workflows.set_defaults(handler=_workflows)
     args = parser.parse_args(argv)
     return args.handler(args)

@@ -4,6 +4,7 @@ read logs); and what a trainer may see of the worker's settings."""
 from __future__ import annotations
 
 import enum
+import json
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -202,6 +203,22 @@ class Executor(ABC):
     def logs(self, job: JobRef, tail: int | None = None) -> str:
         """The trainer's log so far (its last `tail` lines)."""
 
+    @abstractmethod
+    def workflows(self, image: str) -> tuple[list[dict], list[str]]:
+        """The workflows `image` holds (`python -m railyard_trainer workflows --json` run in it), and its
+        warnings; ExecutorError saying why when they cannot be read."""
+
     def sweep(self, active: Callable[[set[int]], set[int]]) -> list[str]:
         """Remove the jobs it has whose ids `active` does not return; returns what was removed."""
         return []
+
+
+def read_catalogue(output: str, warnings: str = "") -> tuple[list[dict], list[str]]:
+    """A trainer's `workflows --json` output as entries, and its warning lines; ExecutorError when it is not one."""
+    try:
+        entries = json.loads(output)
+    except json.JSONDecodeError:
+        raise ExecutorError(f"it printed no catalogue: {output.strip()[-500:]!r}") from None
+    if not isinstance(entries, list) or not all(isinstance(e, dict) and {"name", "task"} <= set(e) for e in entries):
+        raise ExecutorError("it printed something other than a list of workflows")
+    return entries, [line for line in warnings.splitlines() if line.strip()]

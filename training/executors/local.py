@@ -36,6 +36,8 @@ from training.executors.base import (
     Outcome,
     profile_cpus,
     profile_memory,
+    read_catalogue,
+    trainer_environment,
 )
 from training.executors.supervisor import start_ticks
 
@@ -56,6 +58,19 @@ def describe_exit(code: int) -> str:
 
 def exit_cause(code: int) -> Cause:
     return {EXIT_BAD_DATA: Cause.BAD_DATA, EXIT_OUT_OF_MEMORY: Cause.OOM}.get(code, Cause.CRASH)
+
+
+#: How long reading an image's catalogue may take.
+CATALOGUE_SECONDS = 120
+
+
+def trainer_command(image: str) -> list[str]:
+    """How this machine runs `image`'s trainer: the installation's own, or a team's virtualenv
+    (`RAILYARD_LOCAL_IMAGES`); ExecutorError for an image it has none for."""
+    commands = {railyard.trainer_image: railyard.trainer_command, **railyard.local_images}
+    if image not in commands:
+        raise ExecutorError(f"no local trainer for image {image}: add it to RAILYARD_LOCAL_IMAGES")
+    return list(commands[image])
 
 
 class LocalExecutor(Executor):
@@ -89,7 +104,7 @@ class LocalExecutor(Executor):
                 return json.loads((directory / "process.json").read_text())  # it ran; observing says how
             spec_file = directory / "spec.json"
             spec_file.write_text(json.dumps(job.spec))
-            command = [*railyard.trainer_command, "train", "--spec", str(spec_file), "--out", job.artifact_uri]
+            command = [*trainer_command(job.image), "train", "--spec", str(spec_file), "--out", job.artifact_uri]
             with open(directory / "log.txt", "ab") as log:
                 process = subprocess.Popen(
                     [sys.executable, str(SUPERVISOR), str(directory), *self._memory_limit(job), "--", *command],
@@ -109,6 +124,17 @@ class LocalExecutor(Executor):
     def _memory_limit(job: JobInputs) -> list[str]:
         memory = profile_memory(job.profile)
         return ["--memory", str(memory)] if memory else []
+
+    def workflows(self, image: str) -> tuple[list[dict], list[str]]:
+        command = [*trainer_command(image), "workflows", "--json"]
+        env = trainer_environment(self.trainer_settings, [], 1)
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=CATALOGUE_SECONDS, env=env)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise ExecutorError(f"{' '.join(command)}: {exc}") from exc
+        if result.returncode != 0:
+            raise ExecutorError(f"{' '.join(command)} failed: {result.stderr.strip()[-1000:]}")
+        return read_catalogue(result.stdout, result.stderr)
 
     def _handle(self, directory: Path, process: subprocess.Popen | None = None) -> dict:
         """The handle the attempt's supervisor writes before it starts the trainer."""

@@ -22,6 +22,8 @@ class Project(models.Model):
     s3_prefixes = models.JSONField(default=list, blank=True)
     #: The Kubernetes Secret whose keys become its trainers' environment (its data credentials).
     credentials_secret = models.CharField(max_length=253, blank=True)
+    #: Its own trainer image, built FROM Railyard's; empty: the installation's (`training.images`).
+    trainer_image = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -45,9 +47,12 @@ class Project(models.Model):
 
 
 class Workflow(models.Model):
-    """The catalogue of workflows installed in the trainer, synced by `manage.py sync_workflows`."""
+    """A workflow of a trainer image, as discovered by `manage.py sync_workflows [--image IMAGE]`; two
+    images may each have a workflow of the same name."""
 
-    name = models.SlugField(max_length=100, unique=True)
+    #: The image that holds it; empty: the installation's own trainer (`training.images.DEFAULT`).
+    image = models.CharField(max_length=255, blank=True, default="")
+    name = models.SlugField(max_length=100)
     task = models.CharField(max_length=32)
     description = models.TextField(blank=True)
     default_params = models.JSONField(default=dict, blank=True)
@@ -57,7 +62,8 @@ class Workflow(models.Model):
     synced_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        ordering = ["name"]
+        ordering = ["image", "name"]
+        constraints = [models.UniqueConstraint(fields=["image", "name"], name="one_workflow_name_per_image")]
 
     def __str__(self) -> str:
-        return self.name
+        return f"{self.name} ({self.image})" if self.image else self.name

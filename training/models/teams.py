@@ -45,6 +45,7 @@ class AuditAction(models.TextChoices):
     REJECTED = "rejected", "rejected"
     ROLLED_BACK = "rolled_back", "rolled back to"
     CANCELLED = "cancelled", "cancelled"
+    IMAGE_SET = "image_set", "set the trainer image to"
     ADMIN_FIX = "admin_fix", "fixed in the admin"
 
 

@@ -27,8 +27,8 @@ from railyard_trainer.vocabulary import (
     FireKind,
     FireOutcome,
 )
-from training import access, compositions, contract, services
-from training.models import Backfill, Fire, Model, Run, Schedule, Workflow
+from training import access, compositions, contract, images, services
+from training.models import Backfill, Fire, Model, Project, Run, Schedule
 from training.retraining import champions, cron, dates
 
 MODEL_KEYS = {"name", "project", "request", "metric", "promotion"}
@@ -94,7 +94,8 @@ def _workflow_task(clean: dict) -> str:
     if "compose" in clean:
         members = compositions.members(None, clean)
         return REGRESSION if compositions.task_of(members[0]) == REGRESSION else CLASSIFICATION
-    return Workflow.objects.get(name=clean["train"]["workflow_name"]).task
+    project = Project.objects.filter(name=clean["project"]).first()
+    return images.workflow(images.image_of(project), clean["train"]["workflow_name"]).task
 
 
 def _settings(request: Any, project: str, metric: Any, policy: Any, errors: dict) -> tuple[dict, str, dict]:

@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 
 from railyard_trainer.body import InvalidRequest, parse_body
 from railyard_trainer.schema import is_slug
-from training import access
+from training import access, images
 from training.api import COMMON_ERRORS, INPUT_ERROR
 from training.models import ApiToken, Membership, Project, Role
 from training.serializers import ErrorSerializer
@@ -35,7 +35,8 @@ class ProjectSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Project
-        fields = ["name", "created_at", "role"]
+        fields = ["name", "created_at", "role", "trainer_image"]
+        extra_kwargs = {"trainer_image": {"help_text": "Its runs' trainer image; empty: the installation's."}}
 
     def get_role(self, project: Project) -> str | None:
         return self.context["roles"].get(project.pk)
@@ -125,6 +126,32 @@ class ProjectDetail(APIView):
     @extend_schema(responses={200: ProjectDetailSerializer, **COMMON_ERRORS})
     def get(self, request: Request, name: str) -> Response:
         return Response(_detail(request, _project(request, name)))
+
+
+class ProjectImage(APIView):
+    @extend_schema(
+        request=ANY_OBJECT,
+        responses={
+            200: inline_serializer(
+                "ProjectImage",
+                {
+                    "image": serializers.CharField(),
+                    "workflows": serializers.ListField(child=serializers.CharField()),
+                    "warnings": serializers.ListField(child=serializers.CharField()),
+                },
+            ),
+            **INPUT_ERROR,
+            **COMMON_ERRORS,
+        },
+        description='`{"image": "registry.example.com/fraud/trainer:3"}` (maintainers): register the workflows of the '
+        "image — run in it as a Kubernetes Job, or in the local virtualenv RAILYARD_LOCAL_IMAGES names — and make it "
+        "the project's; its requests then name its workflows and its runs use it. An empty image is the default.",
+    )
+    def put(self, request: Request, name: str) -> Response:
+        project = _project(request, name, Role.MAINTAINER)
+        _, warnings = services.set_image(request, project, parse_body(request.body))
+        names = list(images.available(project.trainer_image).values_list("name", flat=True))
+        return Response({"image": images.reference(project.trainer_image), "workflows": names, "warnings": warnings})
 
 
 class ProjectMembers(APIView):

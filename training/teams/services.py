@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from railyard_trainer.body import InvalidRequest
-from training import access, audit
+from training import access, audit, images
 from training.models import ApiToken, AuditAction, Membership, Project, Role
 
 TOKEN_KEYS = ("name", "project", "read_only", "expires_at")
@@ -147,3 +147,23 @@ def _unlimited(who: access.Who) -> None:
     token = access.caller(who).token
     if token is not None and (token.read_only or token.project_id is not None):
         raise PermissionDenied("A token limited to a project or to reading cannot issue or revoke tokens.")
+
+
+def set_image(who: access.Who, project: Project, payload: object) -> tuple[int, list[str]]:
+    """Give `project` the trainer image `{"image"}` (empty: the installation's), registering its
+    workflows first; returns (workflows available, warnings). InvalidRequest naming `image` when it
+    cannot be read."""
+    raw = fields(payload, ("image",), ("image",))["image"]
+    if not isinstance(raw, str) or len(raw) > 255 or any(ch.isspace() for ch in raw) or not raw.isprintable():
+        raise InvalidRequest({"image": ["Must be an image reference (registry/name:tag), or empty for the default."]})
+    try:
+        synced, _, warnings = images.register(raw)
+    except images.DiscoveryFailed as exc:
+        raise InvalidRequest({"image": [str(exc)]}) from None
+    if not synced:
+        raise InvalidRequest({"image": [f"{images.reference(raw)} holds no workflows."]})
+    with transaction.atomic():
+        project.trainer_image = raw
+        project.save(update_fields=["trainer_image"])
+        audit.record(access.caller(who).user, AuditAction.IMAGE_SET, project, images.reference(raw), workflows=synced)
+    return synced, warnings

@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -28,7 +29,15 @@ from kubernetes.config.config_exception import ConfigException
 
 from training import metrics
 from training.conf import railyard
-from training.executors.base import Executor, ExecutorError, ExecutorUnavailable, JobInputs, JobRef, Outcome
+from training.executors.base import (
+    Executor,
+    ExecutorError,
+    ExecutorUnavailable,
+    JobInputs,
+    JobRef,
+    Outcome,
+    read_catalogue,
+)
 from training.executors.kubernetes import manifests, outcomes
 
 log = logging.getLogger(__name__)
@@ -36,6 +45,8 @@ log = logging.getLogger(__name__)
 RETRY_DELAYS = (0.2, 0.5, 1.0)
 #: Objects per list page: large pages, read as plain JSON, keep a pass over many jobs to a few calls.
 PAGE_SIZE = 5000
+#: How long an image's catalogue Job may take, its pull included.
+CATALOGUE_SECONDS = 300
 #: The label Kubernetes puts on a Job's pods (older clusters use `job-name`).
 POD_JOB_NAME = "batch.kubernetes.io/job-name"
 
@@ -191,6 +202,47 @@ class KubernetesExecutor(Executor):
                     self.delete(name)
                 raise refused from exc
         return {"job": name, "namespace": self.namespace, "uid": made["metadata"]["uid"]}
+
+    # -- an image's catalogue ----------------------------------------------------------------
+
+    def workflows(self, image: str) -> tuple[list[dict], list[str]]:
+        """Run a catalogue Job of the image, wait for it, read what it printed, and remove it."""
+        name = f"railyard-catalogue-{secrets.token_hex(6)}"
+        try:
+            self._call(
+                "create Jobs",
+                self.batch.create_namespaced_job,
+                self.namespace,
+                manifests.catalogue_job(image, name, self.cluster),
+            )
+        except ApiException as exc:
+            raise KubernetesAPIError(_explain(exc, "create Jobs")) from exc
+        try:
+            deadline = time.monotonic() + CATALOGUE_SECONDS
+            while True:
+                status = (self.read_job(name) or {}).get("status", {})
+                if status.get("succeeded") or status.get("failed"):
+                    break
+                if time.monotonic() > deadline:
+                    raise ExecutorError(f"the catalogue Job {name} did not finish in {CATALOGUE_SECONDS} seconds")
+                time.sleep(1)
+            pods = list(self._list("list pods", self.core.list_namespaced_pod, f"{POD_JOB_NAME}={name}"))
+            output = self._pod_log(pods[0]["metadata"]["name"]) if pods else ""
+            if not status.get("succeeded"):
+                raise ExecutorError(f"the catalogue Job {name} failed: {output.strip()[-1000:]}")
+            lines = output.splitlines()
+            start = next((i for i, line in enumerate(lines) if line.startswith("[")), len(lines))
+            return read_catalogue("\n".join(lines[start:]), "\n".join(lines[:start]))
+        finally:
+            with contextlib.suppress(ExecutorError):
+                self.delete(name)
+
+    def _pod_log(self, pod: str) -> str:
+        try:
+            answer = self._call("read pod logs", self.core.read_namespaced_pod_log, pod, self.namespace)
+        except ApiException as exc:
+            raise KubernetesAPIError(_explain(exc, "read pod logs")) from exc
+        return answer.decode("utf-8", errors="replace")
 
     # -- observe ------------------------------------------------------------------------------
 

@@ -242,3 +242,47 @@ def job(inputs: JobInputs, cluster: ClusterSettings) -> dict[str, Any]:
             "template": {"metadata": {"labels": job_labels}, "spec": pod_spec},
         },
     }
+
+
+#: Marks a Job that reads an image's workflow catalogue (it carries no job of Railyard's).
+LABEL_PURPOSE = "railyard.dev/purpose"
+CATALOGUE = "catalogue"
+
+
+def catalogue_job(image: str, name: str, cluster: ClusterSettings) -> dict[str, Any]:
+    """The Job that prints an image's workflows (`python -m railyard_trainer workflows --json`): no data,
+    no credentials, no volumes but its scratch space, a minute to do it."""
+    pod_security, container_security = security()
+    container = {
+        "name": CONTAINER,
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["python", "-m", "railyard_trainer", "workflows", "--json"],
+        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
+        "volumeMounts": [{"name": "scratch", "mountPath": "/tmp"}],
+        "securityContext": container_security,
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": cluster.namespace,
+            "labels": {LABEL_MANAGED_BY: MANAGED_BY, LABEL_PURPOSE: CATALOGUE},
+        },
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": 300,
+            "ttlSecondsAfterFinished": 600,
+            "template": {
+                "metadata": {"labels": {LABEL_MANAGED_BY: MANAGED_BY, LABEL_PURPOSE: CATALOGUE}},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "securityContext": pod_security,
+                    "containers": [container],
+                    "volumes": [{"name": "scratch", "emptyDir": {"sizeLimit": "1Gi"}}],
+                },
+            },
+        },
+    }
