@@ -139,9 +139,9 @@ def test_the_worker_forgets_expired_idempotency_keys(api, fraud_request):
 
 @pytest.mark.django_db(transaction=True)
 def test_it_creates_one_run_for_concurrent_repeats(alice, catalogue, fraud_request):
-    from training.management.commands.sync_workflows import sync
+    from training import images
 
-    sync(catalogue)
+    images.sync(images.DEFAULT, catalogue)
     barrier = threading.Barrier(6)
     results: list[tuple[int, bool]] = []
     errors: list[BaseException] = []

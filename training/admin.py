@@ -241,8 +241,11 @@ class RunEventAdmin(admin.ModelAdmin):
 
 @admin.register(Workflow)
 class WorkflowAdmin(admin.ModelAdmin):
-    list_display = ["name", "task", "is_available", "synced_at"]
-    list_filter = ["task", "is_available"]
+    list_display = ["name", "image", "task", "is_available", "synced_at"]
+    list_filter = ["task", "is_available", "image"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Workflow]:
+        return access.workflows_for(request)
 
 
 class MembershipInline(admin.TabularInline):
