@@ -9,6 +9,7 @@ schema (`railyard_trainer.schema`), models, schedules and webhooks all answer wi
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from typing import Any
 
 #: How deep a request's JSON may nest (custom_params included); deeper is refused, not parsed.
@@ -62,6 +63,19 @@ def check_json(value: Any, where: str = "body") -> None:
             stack.extend((child, f"{path}[{i}]", depth + 1) for i, child in enumerate(item))
     if errors:
         raise InvalidRequest(errors)
+
+
+def fields(payload: Any, allowed: Collection[str], required: Collection[str] = ()) -> dict:
+    """`payload` as a JSON object of only `allowed` keys with every `required` one given (not null or
+    empty); InvalidRequest naming each unknown and each missing field at once."""
+    check_json(payload)
+    if not isinstance(payload, dict):
+        raise InvalidRequest({"body": ["Must be a JSON object."]})
+    errors = {key: ["Unknown field."] for key in sorted(set(payload) - set(allowed))}
+    errors.update({key: ["This field is required."] for key in required if payload.get(key) in (None, "")})
+    if errors:
+        raise InvalidRequest(errors)
+    return payload
 
 
 def _text_problem(text: str) -> str | None:

@@ -12,7 +12,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone as clock
 
 from railyard_trainer import promotion
-from railyard_trainer.body import InvalidRequest, check_json
+from railyard_trainer.body import InvalidRequest, fields
 from railyard_trainer.schema import is_slug
 from railyard_trainer.vocabulary import (
     BINARY,
@@ -43,16 +43,6 @@ SCHEDULER = "scheduler"
 def _refuse(errors: dict[str, list[str]]) -> None:
     if errors:
         raise InvalidRequest(errors)
-
-
-def _object(payload: Any, allowed: set[str], required: tuple[str, ...]) -> dict:
-    check_json(payload)
-    if not isinstance(payload, dict):
-        raise InvalidRequest({"body": ["Must be a JSON object."]})
-    errors = {key: ["Unknown field."] for key in sorted(set(payload) - allowed)}
-    errors.update({key: ["This field is required."] for key in required if payload.get(key) in (None, "")})
-    _refuse(errors)
-    return payload
 
 
 def resolved(template: dict, project: str, moment: datetime, tz: str = "UTC") -> tuple[dict, dict]:
@@ -121,7 +111,7 @@ def _settings(request: Any, project: str, metric: Any, policy: Any, errors: dict
 def create_model(who: access.Who, payload: Any) -> Model:
     """A new model from `{"name", "project", "request", "metric", "promotion"}`, in a project where `who`
     may launch; InvalidRequest names each bad field."""
-    body = _object(payload, MODEL_KEYS, ("name", "project", "request"))
+    body = fields(payload, MODEL_KEYS, ("name", "project", "request"))
     errors: dict[str, list[str]] = {}
     name, project = body["name"], body["project"]
     for key, value in (("name", name), ("project", project)):
@@ -147,7 +137,7 @@ def create_model(who: access.Who, payload: Any) -> Model:
 def update_model(model: Model, payload: Any) -> Model:
     """Change a model's `request`, `metric` or `promotion` (its name and project stay); later retrains
     use them, earlier ones keep the template they ran with."""
-    body = _object(payload, UPDATABLE_KEYS, ())
+    body = fields(payload, UPDATABLE_KEYS, ())
     errors: dict[str, list[str]] = {}
     if not body:
         errors["body"] = [f"Send at least one of {', '.join(sorted(UPDATABLE_KEYS))}."]
@@ -194,7 +184,7 @@ def _choice(body: dict, key: str, words: type, default: str, errors: dict) -> st
 
 def add_schedule(model: Model, payload: Any, now: datetime | None = None) -> Schedule:
     """A schedule for `model` from `{"cron", "timezone", "concurrency", "catchup", "paused"}`."""
-    body = _object(payload, SCHEDULE_KEYS, ("cron",))
+    body = fields(payload, SCHEDULE_KEYS, ("cron",))
     errors: dict[str, list[str]] = {}
     tz = body.get("timezone", "UTC")
     try:
@@ -348,7 +338,7 @@ def backfill(schedule: Schedule, payload: Any, actor: str) -> tuple[Backfill | N
 
     Returns (the backfill, or None for a dry run; its fire times in the schedule's timezone; the
     times in range that had fired already and are left alone)."""
-    body = _object(payload, BACKFILL_KEYS, ("start", "end"))
+    body = fields(payload, BACKFILL_KEYS, ("start", "end"))
     start = parse_moment(body["start"], "start", schedule.timezone, end=False)
     end = parse_moment(body["end"], "end", schedule.timezone, end=True)
     errors: dict[str, list[str]] = {}

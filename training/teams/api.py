@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from railyard_trainer.body import InvalidRequest, parse_body
+from railyard_trainer.body import InvalidRequest, fields, parse_body
 from railyard_trainer.schema import is_slug
 from training import access, images
 from training.api import COMMON_ERRORS, INPUT_ERROR
@@ -113,7 +113,7 @@ class ProjectList(APIView):
         "while RAILYARD_ANYONE_CREATES_PROJECTS is on, else users granted training.add_project).",
     )
     def post(self, request: Request) -> Response:
-        body = services.fields(parse_body(request.body), ("name",), ("name",))
+        body = fields(parse_body(request.body), ("name",), ("name",))
         if not isinstance(body["name"], str) or not is_slug(body["name"]):
             raise InvalidRequest({"name": ["Use letters, digits, '-' and '_' only (at most 100 characters)."]})
         if not access.may_create_projects(request):

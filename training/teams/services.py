@@ -11,22 +11,11 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from railyard_trainer.body import InvalidRequest
+from railyard_trainer.body import InvalidRequest, fields
 from training import access, audit, images
 from training.models import ApiToken, AuditAction, Membership, Project, Role
 
 TOKEN_KEYS = ("name", "project", "read_only", "expires_at")
-
-
-def fields(payload: object, keys: tuple[str, ...], required: tuple[str, ...]) -> dict:
-    """The JSON object `payload`; InvalidRequest naming unknown and missing fields."""
-    if not isinstance(payload, dict):
-        raise InvalidRequest({"body": [f"Send a JSON object with {', '.join(keys)}."]})
-    errors = {key: ["Unknown field."] for key in payload if key not in keys}
-    errors.update({key: ["This field is required."] for key in required if key not in payload})
-    if errors:
-        raise InvalidRequest(errors)
-    return payload
 
 
 def _role(raw: object) -> Role:
