@@ -65,6 +65,10 @@ class Caller:
     def reaches_every_project(self) -> bool:
         return self.is_operator and (self.token is None or self.token.project_id is None)
 
+    def only_reads_for(self, role: Role) -> bool:
+        """Whether its token is read-only and `role` asks for more than reading."""
+        return self.token is not None and self.token.read_only and role != Role.VIEWER
+
 
 def caller(who: Who) -> Caller:
     """The user behind `who`, with the API token it came with, if any."""
@@ -81,7 +85,7 @@ def at_least(role: Role) -> list[Role]:
 def projects_for(who: Who, role: Role = Role.VIEWER) -> QuerySet[Project]:
     """The projects in which `who` may do what `role` may."""
     c = caller(who)
-    if not c.user.is_authenticated or (c.token is not None and c.token.read_only and role != Role.VIEWER):
+    if not c.user.is_authenticated or c.only_reads_for(role):
         return Project.objects.none()
     if c.is_operator:
         projects = Project.objects.all()
@@ -94,7 +98,7 @@ def projects_for(who: Who, role: Role = Role.VIEWER) -> QuerySet[Project]:
 
 def _within(queryset: QuerySet, who: Who, role: Role, field: str = "project") -> QuerySet:
     c = caller(who)
-    if c.reaches_every_project() and not (c.token is not None and c.token.read_only and role != Role.VIEWER):
+    if c.reaches_every_project() and not c.only_reads_for(role):
         return queryset
     return queryset.filter(**{f"{field}__in": projects_for(who, role)})
 
@@ -195,7 +199,7 @@ def require(who: Who, project: Project, role: Role) -> None:
     if may(who, project, role):
         return
     c = caller(who)
-    if c.token is not None and c.token.read_only and role != Role.VIEWER:
+    if c.only_reads_for(role):
         raise PermissionDenied("This API token is read-only.")
     if c.token is not None and c.token.project_id not in (None, project.pk):
         raise PermissionDenied(f"This API token reaches only project {c.token.project}.")
