@@ -262,7 +262,7 @@ def launch(request: HttpRequest) -> HttpResponse:
         try:
             run, _ = services.submit(request, form.request_payload, cloned_from=original)
         except InvalidRequest as exc:  # the project: an unknown one they may not create
-            form.add_error("project", " ".join(text for texts in exc.errors.values() for text in texts))
+            form.add_error("project", exc.words)
         except PermissionDenied as exc:  # the project: one they may not launch in
             form.add_error("project", str(exc))
         else:

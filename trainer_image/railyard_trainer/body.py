@@ -21,6 +21,11 @@ class InvalidRequest(Exception):
         super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()))
         self.errors = errors
 
+    @property
+    def words(self) -> str:
+        """Its messages alone, for a page that shows them beside the field they name."""
+        return " ".join(text for texts in self.errors.values() for text in texts)
+
 
 def parse_body(body: bytes) -> Any:
     """The JSON document of a request body, or InvalidRequest naming what is wrong with it."""

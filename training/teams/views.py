@@ -20,10 +20,6 @@ from training.teams import data, services
 from training.views import runs_page
 
 
-def _refused(exc: InvalidRequest) -> str:
-    return " ".join(text for texts in exc.errors.values() for text in texts)
-
-
 @login_required
 def project_list(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
@@ -36,7 +32,7 @@ def project_list(request: HttpRequest) -> HttpResponse:
             try:
                 project = access.create_project(request, name)
             except InvalidRequest as exc:
-                messages.error(request, _refused(exc))
+                messages.error(request, exc.words)
             else:
                 messages.success(request, f"Project {project.name} created: you are its maintainer.")
                 return redirect("project-detail", project.name)
@@ -74,7 +70,7 @@ def set_member(request: HttpRequest, name: str) -> HttpResponse:
     try:
         membership, created = services.set_member(request, project, payload)
     except InvalidRequest as exc:
-        messages.error(request, _refused(exc))
+        messages.error(request, exc.words)
     else:
         done = "added as" if created else "is now"
         messages.success(request, f"{membership.user.get_username()} {done} {membership.role}.")
@@ -88,7 +84,7 @@ def remove_member(request: HttpRequest, name: str, username: str) -> HttpRespons
     try:
         removed = services.remove_member(request, project, username)
     except InvalidRequest as exc:
-        messages.error(request, _refused(exc))
+        messages.error(request, exc.words)
     else:
         if removed:
             messages.success(request, f"{username} removed from {project.name}.")
@@ -110,7 +106,7 @@ def tokens(request: HttpRequest) -> HttpResponse:
         try:
             token, new_key = services.issue_token(request, payload)
         except InvalidRequest as exc:
-            messages.error(request, f"No token was made: {_refused(exc)}")
+            messages.error(request, f"No token was made: {exc.words}")
             status = 400
         else:
             messages.success(request, f"Token {token.name} made: copy its key now, it is not shown again.")
