@@ -121,6 +121,10 @@ def test_the_admin_shows_staff_only_their_projects_and_operators_everything(clie
     assert f"/admin/training/job/{theirs.current_job().pk}/change/" not in jobs
     assert "churn" not in client.get("/admin/training/project/").content.decode()
     assert client.get(f"/admin/training/run/{theirs.pk}/change/", follow=True).redirect_chain  # not found
+    audit = client.get("/admin/training/auditentry/").content.decode()
+    assert "fraud" in audit
+    assert "churn" not in audit  # bob's project's entries are bob's
+    assert client.get("/admin/training/auditentry/add/").status_code == 403  # the trail is never written by hand
     client.force_login(charlie)
     runs = client.get("/admin/training/run/").content.decode()
     assert f"/admin/training/run/{theirs.pk}/change/" in runs

@@ -35,6 +35,8 @@ from training.models import (
 from training.throttles import AdminSignInForm
 
 admin.site.login_form = AdminSignInForm
+#: A filter by project offers only the projects of the rows shown (which `access` chose), never every name.
+VISIBLE_PROJECTS = ("project", admin.RelatedOnlyFieldListFilter)
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -100,7 +102,13 @@ def _fixed(run: Run, actor: str, what: str, done: bool) -> bool:
 @admin.register(Run)
 class RunAdmin(admin.ModelAdmin):
     list_display = ["id", "status", "project", "workflow", "user", "executor", "attempt", "created_at", "finished_at"]
-    list_filter = ["status", "project", "workflow", "executor", "compute_resource"]
+    list_filter = [
+        "status",
+        VISIBLE_PROJECTS,
+        ("workflow", admin.RelatedOnlyFieldListFilter),
+        "executor",
+        "compute_resource",
+    ]
     search_fields = ["=id", "user", "model_description", "failure_reason", "owner__username"]
     list_select_related = ["project", "workflow"]
     date_hierarchy = "created_at"
@@ -302,36 +310,30 @@ class ApiTokenAdmin(admin.ModelAdmin):
         return access.tokens_for(request, everyone=True)
 
 
-@admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
-    """Who did what: membership changes, tokens, promotions, cancels and admin fixes. Never edited."""
-
-    list_display = ["at", "actor", "action", "project", "target"]
-    list_filter = ["action", "project"]
-    list_select_related = ["project"]
-    search_fields = ["actor", "target"]
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records the system writes (fires, champion moves, deliveries, the audit trail): operators read them."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(ReadOnlyAdmin):
+    """Who did what: membership changes, tokens, promotions, cancels and admin fixes. Never edited."""
+
+    list_display = ["at", "actor", "action", "project", "target"]
+    list_filter = ["action", VISIBLE_PROJECTS]
+    list_select_related = ["project"]
+    search_fields = ["actor", "target"]
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[AuditEntry]:
         return access.audit_for(request)
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Records the system writes (fires, champion moves, deliveries): operators read them."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
 class ScheduleInline(admin.TabularInline):
@@ -358,7 +360,7 @@ class PromotionInline(ReadOnlyInline):
 @admin.register(Model)
 class ModelAdmin(admin.ModelAdmin):
     list_display = ["name", "project", "metric", "champion", "created_at"]
-    list_filter = ["project"]
+    list_filter = [VISIBLE_PROJECTS]
     list_select_related = ["project"]
     search_fields = ["name"]
     readonly_fields = ["champion", "created_at", "updated_at"]
@@ -403,7 +405,7 @@ class FireAdmin(ReadOnlyAdmin):
 @admin.register(Webhook)
 class WebhookAdmin(admin.ModelAdmin):
     list_display = ["project", "url", "events", "failing_after", "active", "created_at"]
-    list_filter = ["active", "project"]
+    list_filter = ["active", VISIBLE_PROJECTS]
     exclude = ["secret"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Webhook]:
